@@ -1,0 +1,77 @@
+"""Checkpoints: written atomically, loaded without unpickling code.
+
+A checkpoint is a ``torch.save`` dictionary holding only tensors, numbers,
+strings, lists and dicts; the fitted feature state, target scaling and
+configuration travel as JSON strings inside it. ``torch.load(weights_only=True)``
+refuses anything else, so a checkpoint cannot carry pickled code.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from export.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Serialise ``payload`` (plus the format version) and write it atomically."""
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot write checkpoint ({exc})") from exc
+    logger.debug("checkpoint written to %s", path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``); raise :class:`CheckpointError` otherwise."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds objects other than weights and plain data "
+            f"(possibly pickled code): {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        version = payload.get("format_version") if isinstance(payload, dict) else None
+        raise CheckpointError(
+            f"{path}: expected a headline-scorer checkpoint of format {FORMAT_VERSION}, got format {version!r}"
+        )
+    return payload

@@ -1,0 +1,335 @@
+"""Reading and validating headline CSVs.
+
+``load_dataset`` reads a CSV through a :class:`~training.mapping.ColumnMapping`,
+checks it and returns a :class:`HeadlineData` with a :class:`ValidationSummary`.
+
+Rules:
+
+* fatal (raise :class:`~export.errors.CsvReadError` / :class:`~export.errors.CsvValidationError`,
+  naming file, column, rows and what was expected): missing file, wrong encoding,
+  empty file, missing mapped column, non-numeric or missing values in a target
+  column, CTR outside [0, 1], negative counts, clicks above impressions,
+  duplicate ids, no rows left after the drop rules;
+* dropped, counted and reported (never silently): rows whose title is empty
+  after trimming, rows with zero impressions (CTR undefined).
+
+Row numbers in messages are 1-based data rows (the header is not counted).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+
+from export.errors import CsvReadError, CsvValidationError
+from training.mapping import ColumnMapping
+
+logger = logging.getLogger(__name__)
+
+TargetSource = Literal["normalized", "ctr", "clicks/impressions"]
+_MAX_LISTED_ROWS = 10
+
+
+def _rows(rows: NDArray[np.int64] | list[int]) -> str:
+    """Render row numbers for a message: the first few and a total."""
+    listed = [int(r) for r in list(rows)[:_MAX_LISTED_ROWS]]
+    more = len(rows) - len(listed)
+    text = ", ".join(str(r) for r in listed)
+    return f"row{'s' if len(rows) > 1 else ''} {text}" + (f" and {more} more" if more > 0 else "")
+
+
+class DroppedRows(BaseModel):
+    """Rows removed by one rule: how many and which (first few, 1-based data rows)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    count: int
+    rows: list[int]
+
+
+class ValidationSummary(BaseModel):
+    """What validation found: printed before training and kept in the report."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    mapping: str
+    sha256: str
+    rows_read: int
+    rows_kept: int
+    columns: list[str]
+    target_source: TargetSource | None
+    has_group: bool
+    has_category: bool
+    dropped: list[DroppedRows] = []
+    notes: list[str] = []
+
+    @property
+    def mode(self) -> Literal["train", "inference"]:
+        return "inference" if self.target_source is None else "train"
+
+    def render(self) -> str:
+        """A plain-text summary table."""
+        lines = [
+            "CSV validation summary",
+            f"  file            {self.file}",
+            f"  mapping         {self.mapping}",
+            f"  sha256          {self.sha256[:16]}...",
+            f"  rows read       {self.rows_read}",
+            f"  rows kept       {self.rows_kept}",
+            f"  target          {self.target_source or 'none (inference-only mode)'}",
+            f"  group column    {'yes' if self.has_group else 'no'}",
+            f"  category column {'yes' if self.has_category else 'no'}",
+        ]
+        if self.dropped:
+            lines.append("  dropped rows:")
+            lines.extend(
+                f"    {d.rule}: {d.count} ({_rows(d.rows) if d.rows else '-'})" for d in self.dropped
+            )
+        else:
+            lines.append("  dropped rows    0")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class HeadlineData:
+    """Validated headline rows, aligned arrays (one entry per kept row)."""
+
+    ids: NDArray[np.str_]
+    titles: list[str]
+    categories: list[str | None] | None
+    groups: NDArray[np.str_] | None
+    raw_ctr: NDArray[np.float64] | None
+    ctr_normalized_given: NDArray[np.float64] | None
+    clicks: NDArray[np.float64] | None
+    impressions: NDArray[np.float64] | None
+    summary: ValidationSummary
+    extra: pd.DataFrame = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.titles)
+
+    @property
+    def has_target(self) -> bool:
+        return self.raw_ctr is not None or self.ctr_normalized_given is not None
+
+    def subset(self, index: NDArray[np.int64]) -> HeadlineData:
+        """The rows at ``index`` (the summary is kept as is)."""
+
+        def pick(a: NDArray[np.float64] | None) -> NDArray[np.float64] | None:
+            return None if a is None else a[index]
+
+        return HeadlineData(
+            ids=self.ids[index],
+            titles=[self.titles[i] for i in index],
+            categories=None if self.categories is None else [self.categories[i] for i in index],
+            groups=None if self.groups is None else self.groups[index],
+            raw_ctr=pick(self.raw_ctr),
+            ctr_normalized_given=pick(self.ctr_normalized_given),
+            clicks=pick(self.clicks),
+            impressions=pick(self.impressions),
+            summary=self.summary,
+            extra=self.extra.iloc[index].reset_index(drop=True),
+        )
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    if not path.is_file():
+        raise CsvReadError(f"{path}: file not found")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if not data.strip():
+        raise CsvReadError(f"{path}: the file is empty; expected a header row and data rows")
+    try:
+        return data.decode("utf-8-sig"), digest
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise CsvReadError(
+            f"{path}: line {line}, byte {exc.start}: expected UTF-8 text, got byte 0x{data[exc.start]:02x} "
+            "(re-save the file as UTF-8)"
+        ) from exc
+
+
+def _numeric(frame: pd.DataFrame, column: str, path: Path) -> NDArray[np.float64]:
+    """Parse a column as floats; any missing or non-numeric cell is a fatal error."""
+    raw = frame[column].astype(str).str.strip()
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values)) + 1
+    if bad.size:
+        example = raw.iloc[int(bad[0]) - 1]
+        raise CsvValidationError(
+            f"{path}: column {column!r}, {_rows(bad)}: expected a finite number, got {example!r}"
+        )
+    return values
+
+
+def _check_range(values: NDArray[np.float64], column: str, path: Path, lo: float, hi: float) -> None:
+    bad = np.flatnonzero((values < lo) | (values > hi)) + 1
+    if bad.size:
+        raise CsvValidationError(
+            f"{path}: column {column!r}, {_rows(bad)}: expected a value within [{lo:g}, {hi:g}], "
+            f"got {values[bad[0] - 1]!r}"
+        )
+
+
+def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
+    """Read and validate ``path`` through ``mapping``; raise a typed error on bad input."""
+    path = Path(path)
+    text, digest = _read_text(path)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c"
+        )
+    except (pd.errors.ParserError, csv.Error) as exc:
+        raise CsvReadError(f"{path}: cannot parse as CSV ({exc})") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise CsvReadError(f"{path}: the file is empty; expected a header row and data rows") from exc
+    rows_read = len(frame)
+    if rows_read == 0:
+        raise CsvReadError(f"{path}: the file has a header but no data rows")
+
+    required = [mapping.title] + [c for c in (mapping.id, mapping.category, mapping.group) if c]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise CsvValidationError(
+            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+            f"required by mapping {mapping.name!r}; the file has {', '.join(map(repr, frame.columns))}"
+        )
+
+    notes: list[str] = []
+    # The target: the first available source in priority order.
+    target_source: TargetSource | None = None
+    if mapping.ctr_normalized and mapping.ctr_normalized in frame.columns:
+        target_source = "normalized"
+    elif mapping.ctr and mapping.ctr in frame.columns:
+        target_source = "ctr"
+    elif (
+        mapping.clicks
+        and mapping.impressions
+        and mapping.clicks in frame.columns
+        and mapping.impressions in frame.columns
+    ):
+        target_source = "clicks/impressions"
+    if target_source is None:
+        notes.append("no target column found: inference-only mode (predictions only, no metrics)")
+
+    dropped: list[DroppedRows] = []
+    keep = np.ones(rows_read, dtype=bool)
+
+    titles_all = frame[mapping.title].astype(str).str.strip()
+    empty_title = np.flatnonzero(titles_all.to_numpy() == "")
+    if empty_title.size:
+        keep[empty_title] = False
+        dropped.append(DroppedRows(rule="empty title", count=int(empty_title.size), rows=list(empty_title + 1)))
+
+    clicks = impressions = raw_ctr = given = None
+    has_counts = bool(
+        mapping.clicks
+        and mapping.impressions
+        and mapping.clicks in frame.columns
+        and mapping.impressions in frame.columns
+    )
+    if target_source is not None and has_counts:
+        assert mapping.clicks and mapping.impressions
+        clicks = _numeric(frame, mapping.clicks, path)
+        impressions = _numeric(frame, mapping.impressions, path)
+        for col, values in ((mapping.clicks, clicks), (mapping.impressions, impressions)):
+            _check_range(values, col, path, 0.0, np.inf)
+        over = np.flatnonzero(clicks > impressions) + 1
+        if over.size:
+            raise CsvValidationError(
+                f"{path}: columns {mapping.clicks!r}/{mapping.impressions!r}, {_rows(over)}: "
+                "expected clicks <= impressions"
+            )
+        no_imps = np.flatnonzero((impressions == 0) & keep)
+        if no_imps.size:
+            keep[no_imps] = False
+            dropped.append(
+                DroppedRows(rule="zero impressions", count=int(no_imps.size), rows=list(no_imps + 1))
+            )
+    if target_source is not None and mapping.ctr and mapping.ctr in frame.columns:
+        raw_ctr = _numeric(frame, mapping.ctr, path)
+        _check_range(raw_ctr, mapping.ctr, path, 0.0, 1.0)
+    elif clicks is not None and impressions is not None:
+        raw_ctr = np.divide(clicks, impressions, out=np.zeros_like(clicks), where=impressions > 0)
+    if target_source == "normalized":
+        assert mapping.ctr_normalized
+        given = _numeric(frame, mapping.ctr_normalized, path)
+        _check_range(given, mapping.ctr_normalized, path, 0.0, 1.0)
+        if raw_ctr is None:
+            notes.append("no raw CTR column: CTR is reported normalized only")
+
+    ids_all: NDArray[np.str_]
+    if mapping.id:
+        ids_all = frame[mapping.id].astype(str).str.strip().to_numpy(dtype=str)
+        empty_id = np.flatnonzero(ids_all == "") + 1
+        if empty_id.size:
+            raise CsvValidationError(f"{path}: column {mapping.id!r}, {_rows(empty_id)}: expected an id, got ''")
+        dup_mask = pd.Series(ids_all).duplicated(keep=False).to_numpy()
+        dups = np.flatnonzero(dup_mask) + 1
+        if dups.size:
+            raise CsvValidationError(
+                f"{path}: column {mapping.id!r}, {_rows(dups)}: expected unique ids, "
+                f"got duplicates such as {ids_all[dups[0] - 1]!r}"
+            )
+    else:
+        ids_all = np.array([str(i) for i in range(1, rows_read + 1)])
+        notes.append("no id column: ids are 1-based row numbers")
+
+    index = np.flatnonzero(keep)
+    if index.size == 0:
+        raise CsvValidationError(
+            f"{path}: no rows left after validation ({rows_read} read; "
+            + ", ".join(f"{d.count} dropped for {d.rule}" for d in dropped)
+            + ")"
+        )
+
+    categories: list[str | None] | None = None
+    if mapping.category:
+        cats = frame[mapping.category].astype(str).str.strip()
+        categories = [c if c else None for c in cats.iloc[index]]
+    groups = None
+    if mapping.group:
+        groups = frame[mapping.group].astype(str).str.strip().to_numpy(dtype=str)[index]
+
+    def pick(a: NDArray[np.float64] | None) -> NDArray[np.float64] | None:
+        return None if a is None else a[index]
+
+    summary = ValidationSummary(
+        file=str(path),
+        mapping=mapping.name,
+        sha256=digest,
+        rows_read=rows_read,
+        rows_kept=int(index.size),
+        columns=[str(c) for c in frame.columns],
+        target_source=target_source,
+        has_group=groups is not None,
+        has_category=categories is not None,
+        dropped=dropped,
+        notes=notes,
+    )
+    logger.info("validated %s: %d rows read, %d kept", path, rows_read, index.size)
+    return HeadlineData(
+        ids=ids_all[index],
+        titles=titles_all.iloc[index].tolist(),
+        categories=categories,
+        groups=groups,
+        raw_ctr=pick(raw_ctr),
+        ctr_normalized_given=pick(given),
+        clicks=pick(clicks),
+        impressions=pick(impressions),
+        summary=summary,
+        extra=frame.iloc[index].reset_index(drop=True),
+    )

@@ -1,0 +1,92 @@
+"""The dual-task model: a shared trunk over a bag of text features, a CTR head and a quality head."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+
+class ModelConfig(BaseModel):
+    """Architecture hyper-parameters (stored in the checkpoint)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_features: int = Field(ge=1, description="Embedding rows: vocabulary + padding.")
+    n_categories: int = Field(ge=1, description="Category rows: known categories + unknown.")
+    n_numeric: int = Field(ge=0)
+    embed_dim: int = Field(default=64, ge=1)
+    category_dim: int = Field(default=8, ge=1)
+    hidden_dim: int = Field(default=64, ge=1)
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+
+
+class DualHeadModel(nn.Module):
+    """Bag-of-features embedding -> shared MLP trunk -> (normalized CTR, quality logit).
+
+    The bag is a weighted sum of feature embeddings (padding id 0 has a zero
+    row), which is a linear layer over the sparse TF-IDF vector; it exports to
+    ONNX as Gather + Mul + ReduceSum and costs in proportion to the features a
+    title has, not the vocabulary size.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.n_features, config.embed_dim, padding_idx=0)
+        self.category = nn.Embedding(config.n_categories, config.category_dim)
+        width = config.embed_dim + config.category_dim + config.n_numeric
+        self.trunk = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(width, config.hidden_dim),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden_dim, config.hidden_dim),
+            nn.ReLU(),
+        )
+        self.ctr_head = nn.Linear(config.hidden_dim, 1)
+        self.quality_head = nn.Linear(config.hidden_dim, 1)
+        nn.init.normal_(self.embedding.weight, std=0.05)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+
+    def forward(
+        self,
+        token_ids: torch.Tensor,
+        token_weights: torch.Tensor,
+        category_ids: torch.Tensor,
+        numeric: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        bag = (self.embedding(token_ids) * token_weights.unsqueeze(-1)).sum(dim=1)
+        hidden = self.trunk(torch.cat([bag, self.category(category_ids), numeric], dim=1))
+        ctr = torch.sigmoid(self.ctr_head(hidden)).squeeze(-1)
+        quality_logit = self.quality_head(hidden).squeeze(-1)
+        return ctr, quality_logit
+
+
+class HybridLoss(nn.Module):
+    """``ctr_weight * MSE(ctr) + quality_weight * BCE(quality, pos_weight)``; parts are reported too."""
+
+    def __init__(self, ctr_weight: float = 1.0, quality_weight: float = 1.0, pos_weight: float = 1.0) -> None:
+        super().__init__()
+        if ctr_weight < 0 or quality_weight < 0 or ctr_weight + quality_weight == 0:
+            raise ValueError(
+                f"expected non-negative loss weights that are not both 0, got {ctr_weight}, {quality_weight}"
+            )
+        if pos_weight <= 0:
+            raise ValueError(f"expected a positive pos_weight, got {pos_weight}")
+        self.ctr_weight = ctr_weight
+        self.quality_weight = quality_weight
+        self.mse = nn.MSELoss()
+        self.bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight))
+
+    def forward(
+        self,
+        ctr_pred: torch.Tensor,
+        quality_logit: torch.Tensor,
+        ctr_true: torch.Tensor,
+        quality_true: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ctr_loss = self.mse(ctr_pred, ctr_true)
+        quality_loss = self.bce(quality_logit, quality_true)
+        return self.ctr_weight * ctr_loss + self.quality_weight * quality_loss, ctr_loss, quality_loss

@@ -1,0 +1,371 @@
+"""The training loop: seeded, validated, early-stopped, resumable.
+
+``train`` fits (or, with ``resume``, restores) the feature state, target
+scaling and label rule, trains the dual-task model with a hybrid loss, keeps
+the best checkpoint by validation loss, then calibrates the quality
+probability and chooses its threshold on the validation rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from tqdm import tqdm
+
+from export.errors import CheckpointError, CsvValidationError
+from export.features import NUMERIC_FEATURES, FeatureConfig, Featurizer, FeatureState, fit_feature_state
+from export.scaling import TargetScaling
+from training.calibration import CalibrationReport, PlattCalibrator, calibrate
+from training.checkpoint import save_checkpoint
+from training.data import HeadlineData
+from training.metrics import choose_threshold
+from training.model import DualHeadModel, HybridLoss, ModelConfig
+from training.predict import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainedModel, batch_tensors
+from training.split import grouped_split
+from training.target import LabelRule, Targets, build_targets, fit_label_rule, fit_scaling
+
+logger = logging.getLogger(__name__)
+
+
+class TrainConfig(BaseModel):
+    """Hyper-parameters of one training run (stored in the checkpoint)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: int = Field(default=40, ge=1, description="Epochs to run (more epochs after a resume).")
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    ctr_weight: float = Field(default=1.0, ge=0)
+    quality_weight: float = Field(default=0.5, ge=0)
+    pos_weight: float | None = Field(default=None, gt=0, description="None: negatives/positives.")
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    patience: int = Field(default=6, ge=1, description="Early stopping: epochs without improvement.")
+    lr_patience: int = Field(default=2, ge=0)
+    lr_factor: float = Field(default=0.5, gt=0, lt=1)
+    min_lr: float = Field(default=1e-5, ge=0)
+    seed: int = 42
+    embed_dim: int = Field(default=64, ge=1)
+    hidden_dim: int = Field(default=64, ge=1)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    features: FeatureConfig = FeatureConfig()
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    val_mae: float
+    learning_rate: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced; the report and CLI are built from it."""
+
+    out_dir: Path
+    best_checkpoint: Path
+    history: list[EpochRecord]
+    best_epoch: int
+    start_epoch: int
+    resumed_from: Path | None
+    stopped_early: bool
+    train_index: NDArray[np.int64]
+    val_index: NDArray[np.int64]
+    targets: Targets
+    calibration: CalibrationReport
+    quality_threshold: float
+    notes: list[str] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - third-party code may use the legacy global generator
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass
+class _Tensors:
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    ctr: torch.Tensor
+    label: torch.Tensor
+
+    def take(self, index: torch.Tensor) -> _Tensors:
+        ids, weights, cats, numeric = self.inputs
+        # Trim the padded width to what this batch needs.
+        width = max(int((weights[index] != 0).sum(dim=1).max()), 1) if index.numel() else 1
+        return _Tensors(
+            inputs=(ids[index, :width], weights[index, :width], cats[index], numeric[index]),
+            ctr=self.ctr[index],
+            label=self.label[index],
+        )
+
+
+def _tensors(featurizer: Featurizer, data: HeadlineData, targets: Targets, index: NDArray[np.int64]) -> _Tensors:
+    sub = data.subset(index)
+    batch = featurizer.transform(sub.titles, sub.categories)
+    return _Tensors(
+        inputs=batch_tensors(batch),
+        ctr=torch.from_numpy(targets.normalized[index].astype(np.float32)),
+        label=torch.from_numpy(targets.labels[index].astype(np.float32)),
+    )
+
+
+@torch.no_grad()
+def _evaluate(model: DualHeadModel, loss_fn: HybridLoss, data: _Tensors, batch_size: int) -> tuple[float, float, float]:
+    """Validation loss, accuracy (probability >= 0.5) and MAE on normalized CTR."""
+    model.eval()
+    n = data.ctr.shape[0]
+    total = correct = abs_err = 0.0
+    for start in range(0, n, batch_size):
+        part = data.take(torch.arange(start, min(start + batch_size, n)))
+        ctr, logit = model(*part.inputs)
+        loss, _, _ = loss_fn(ctr, logit, part.ctr, part.label)
+        size = part.ctr.shape[0]
+        total += float(loss) * size
+        correct += float(((logit >= 0).float() == part.label).sum())
+        abs_err += float((ctr - part.ctr).abs().sum())
+    return total / n, correct / n, abs_err / n
+
+
+@torch.no_grad()
+def _logits(model: DualHeadModel, data: _Tensors, batch_size: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    model.eval()
+    ctrs, logits = [], []
+    n = data.ctr.shape[0]
+    for start in range(0, n, batch_size):
+        part = data.take(torch.arange(start, min(start + batch_size, n)))
+        ctr, logit = model(*part.inputs)
+        ctrs.append(ctr.double().numpy())
+        logits.append(logit.double().numpy())
+    return np.concatenate(ctrs), np.concatenate(logits)
+
+
+def train(
+    data: HeadlineData,
+    out_dir: Path,
+    config: TrainConfig | None = None,
+    resume: Path | None = None,
+    progress: bool | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train on ``data`` and write checkpoints into ``out_dir``.
+
+    With ``resume`` the weights, optimizer, scheduler, epoch counter, feature
+    state, target scaling and label rule come from that checkpoint; ``config``
+    then only sets how many more epochs to run and the seed.
+    """
+    if not data.has_target:
+        raise CsvValidationError(
+            f"{data.summary.file}: no target column (inference-only data): nothing to train on; "
+            "use `predict` with a trained model"
+        )
+    config = config or TrainConfig()
+    notes: list[str] = []
+    previous: TrainedModel | None = None
+    if resume is not None:
+        previous = TrainedModel.from_checkpoint(resume)
+        saved = TrainConfig.model_validate_json(previous.checkpoint["train_config"])
+        config = saved.model_copy(update={"epochs": config.epochs, "seed": config.seed})
+    seed_everything(config.seed)
+
+    train_index, val_index = grouped_split(
+        data.titles, None if data.groups is None else list(data.groups), config.val_fraction, config.seed
+    )
+    if previous is not None:
+        state: FeatureState = previous.featurizer.state
+        scaling: TargetScaling | None = previous.scaling
+        rule: LabelRule = previous.label_rule
+        if rule.rule == "group_mean" and data.groups is None:
+            raise CsvValidationError(
+                f"{data.summary.file}: the resumed model's label is defined within groups, "
+                "but this data has no group column"
+            )
+    else:
+        sub = data.subset(train_index)
+        state = fit_feature_state(sub.titles, sub.categories, config.features)
+        scaling = fit_scaling(data, train_index)
+        provisional = data.ctr_normalized_given
+        if provisional is None:
+            assert scaling is not None and data.raw_ctr is not None
+            provisional = scaling.normalize(data.raw_ctr)
+        rule = fit_label_rule(data, provisional, train_index)
+    targets = build_targets(data, scaling, rule)
+    featurizer = Featurizer(state)
+    train_t = _tensors(featurizer, data, targets, train_index)
+    val_t = _tensors(featurizer, data, targets, val_index)
+
+    positives = float(train_t.label.sum())
+    negatives = float(train_t.label.numel()) - positives
+    if positives == 0 or negatives == 0:
+        raise CsvValidationError(
+            f"{data.summary.file}: the quality label has a single class on the training rows "
+            f"({int(positives)} positive, {int(negatives)} negative); cannot train the quality head"
+        )
+    pos_weight = config.pos_weight or negatives / positives
+
+    model_config = ModelConfig(
+        n_features=state.n_features,
+        n_categories=state.n_categories,
+        n_numeric=len(NUMERIC_FEATURES),
+        embed_dim=config.embed_dim,
+        hidden_dim=config.hidden_dim,
+        dropout=config.dropout,
+    )
+    model = DualHeadModel(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = ReduceLROnPlateau(
+        optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+    )
+    loss_fn = HybridLoss(config.ctr_weight, config.quality_weight, pos_weight)
+    start_epoch = 0
+    best_val = math.inf
+    history: list[EpochRecord] = []
+    if previous is not None:
+        payload = previous.checkpoint
+        model.load_state_dict(payload["model_state"])
+        optimizer.load_state_dict(payload["optimizer_state"])
+        scheduler.load_state_dict(payload["scheduler_state"])
+        start_epoch = int(payload["epoch"])
+        best_val = float(payload["best_val_loss"])
+        history = [EpochRecord(**r) for r in json.loads(payload["history"])]
+        message = (
+            f"resumed from {resume} at epoch {start_epoch} (best validation loss {best_val:.5f}): "
+            "weights, optimizer, scheduler, feature state and target scaling restored; weights were not reset"
+        )
+        logger.info(message)
+        notes.append(message)
+
+    base_payload: dict[str, Any] = {
+        "model_config": model_config.model_dump_json(),
+        "train_config": config.model_dump_json(),
+        "feature_state": state.model_dump_json(),
+        "target_scaling": json.dumps(None if scaling is None else scaling.to_dict()),
+        "label_rule": rule.model_dump_json(),
+        "data_fingerprint": json.dumps(
+            {"file": data.summary.file, "sha256": data.summary.sha256, "rows": data.summary.rows_kept}
+        ),
+    }
+
+    def payload_now(epoch: int) -> dict[str, Any]:
+        return {
+            **base_payload,
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict(),
+            "epoch": epoch,
+            "best_val_loss": best_val,
+            "history": json.dumps([r.as_dict() for r in history]),
+        }
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best_path = out_dir / BEST_CHECKPOINT
+    generator = torch.Generator().manual_seed(config.seed)
+    n_train = train_t.ctr.shape[0]
+    stale = 0
+    stopped_early = False
+    best_epoch = start_epoch
+    for epoch in range(start_epoch + 1, start_epoch + config.epochs + 1):
+        model.train()
+        order = torch.randperm(n_train, generator=generator)
+        running = 0.0
+        batches = range(0, n_train, config.batch_size)
+        for start in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=progress is False or None):
+            part = train_t.take(order[start : start + config.batch_size])
+            optimizer.zero_grad()
+            ctr, logit = model(*part.inputs)
+            loss, _, _ = loss_fn(ctr, logit, part.ctr, part.label)
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * part.ctr.shape[0]
+        val_loss, val_acc, val_mae = _evaluate(model, loss_fn, val_t, 1024)
+        scheduler.step(val_loss)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=running / n_train,
+            val_loss=val_loss,
+            val_accuracy=val_acc,
+            val_mae=val_mae,
+            learning_rate=float(optimizer.param_groups[0]["lr"]),
+        )
+        history.append(record)
+        logger.info(
+            "epoch %3d  train_loss %.5f  val_loss %.5f  val_acc %.3f  val_mae %.4f  lr %.2g",
+            epoch, record.train_loss, val_loss, val_acc, val_mae, record.learning_rate,
+        )  # fmt: skip
+        if on_epoch is not None:
+            on_epoch(record)
+        if val_loss < best_val - 1e-6:
+            best_val = val_loss
+            best_epoch = epoch
+            stale = 0
+            save_checkpoint(best_path, payload_now(epoch))
+        else:
+            stale += 1
+        save_checkpoint(out_dir / LAST_CHECKPOINT, payload_now(epoch))
+        if stale >= config.patience:
+            stopped_early = True
+            logger.info("early stopping at epoch %d: no improvement for %d epochs", epoch, stale)
+            break
+    if not best_path.exists():
+        # A resumed run that never beat the restored best: keep the restored weights as best.
+        if previous is None:
+            raise CheckpointError(f"{best_path}: training produced no checkpoint")
+        save_checkpoint(best_path, {k: v for k, v in previous.checkpoint.items() if k != "format_version"})
+        best_epoch = start_epoch
+
+    best = TrainedModel.from_checkpoint(best_path)
+    _, val_logits = _logits(best.model, val_t, 1024)
+    raw_probs = 1.0 / (1.0 + np.exp(-val_logits))
+    val_labels = targets.labels[val_index]
+    calibrator, cal_report = calibrate(val_labels, raw_probs)
+    threshold = choose_threshold(val_labels, calibrator.apply(raw_probs))
+    final = dict(best.checkpoint)
+    final.pop("format_version", None)
+    final["calibration"] = json.dumps(calibrator.to_dict())
+    final["quality_threshold"] = float(threshold)
+    final["calibration_report"] = json.dumps(
+        {"ece_before": cal_report.ece_before, "ece_after": cal_report.ece_after, "n": cal_report.n}
+    )
+    final["split"] = json.dumps({"val_ids": [str(i) for i in data.ids[val_index]]})
+    save_checkpoint(best_path, final)
+    logger.info(
+        "best epoch %d (validation loss %.5f); quality calibrated (ECE %.4f -> %.4f), threshold %.3f",
+        best_epoch, best_val, cal_report.ece_before, cal_report.ece_after, threshold,
+    )  # fmt: skip
+    return TrainResult(
+        out_dir=out_dir,
+        best_checkpoint=best_path,
+        history=history,
+        best_epoch=best_epoch,
+        start_epoch=start_epoch,
+        resumed_from=resume,
+        stopped_early=stopped_early,
+        train_index=train_index,
+        val_index=val_index,
+        targets=targets,
+        calibration=cal_report,
+        quality_threshold=float(threshold),
+        notes=notes,
+    )
+
+
+__all__ = ["EpochRecord", "PlattCalibrator", "TrainConfig", "TrainResult", "seed_everything", "train"]
