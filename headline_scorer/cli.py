@@ -1,0 +1,189 @@
+"""The ``headline-scorer`` command: thin typer commands over library functions.
+
+Heavy modules (torch, onnxruntime, faust) are imported inside the commands
+that need them, so ``--help`` is fast and serving commands never load torch.
+Every deliberate error (:class:`export.errors.HeadlineScorerError`) becomes a
+one-line message on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from export.errors import HeadlineScorerError
+from headline_scorer.logconfig import configure_logging
+
+app = typer.Typer(
+    help="Real-time CTR and quality scoring of news headlines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DataOption = Annotated[Path, typer.Option("--data", help="Input CSV file.")]
+MappingOption = Annotated[
+    str,
+    typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file."),
+]
+LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
+
+
+def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except HeadlineScorerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+@app.command()
+@_fail_cleanly
+def train(
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", help="Output directory for checkpoints, report, plots.")],
+    mapping: MappingOption = "seed",
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue training from this checkpoint (or run dir).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs to run.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    log_level: LogOption = None,
+) -> None:
+    """Validate a CSV, train the dual-task model, evaluate it and write the report."""
+    configure_logging(log_level)
+    from training.data import load_dataset
+    from training.mapping import resolve_mapping
+    from training.run import run_training
+    from training.train import TrainConfig
+
+    dataset = load_dataset(data, resolve_mapping(mapping))
+    typer.echo(dataset.summary.render(), err=True)
+    overrides = {k: v for k, v in {"epochs": epochs, "seed": seed}.items() if v is not None}
+    outcome = run_training(dataset, out, TrainConfig(**overrides), resume=resume)  # type: ignore[arg-type]
+    if outcome.result is None:
+        typer.echo(f"inference-only: wrote predictions to {out / 'predictions.csv'}")
+        return
+    ev = outcome.evaluation
+    typer.echo(
+        f"trained: best epoch {outcome.result.best_epoch}, validation AUC {ev.quality_roc_auc}, "
+        f"MAE {ev.ctr_mae_normalized}; artifacts in {out}"
+    )
+
+
+@app.command()
+@_fail_cleanly
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Training output directory or checkpoint.")],
+    data: DataOption,
+    mapping: MappingOption = "seed",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    log_level: LogOption = None,
+) -> None:
+    """Evaluate a trained model on a labelled CSV (inference-only data: predictions count only)."""
+    configure_logging(log_level or ("WARNING" if as_json else None))
+    from training.data import load_dataset
+    from training.evaluate import evaluate as run_evaluate
+    from training.mapping import resolve_mapping
+    from training.predict import TrainedModel
+
+    dataset = load_dataset(data, resolve_mapping(mapping))
+    trained = TrainedModel.from_checkpoint(model)
+    result, _ = run_evaluate(trained, dataset)
+    if as_json:
+        typer.echo(json.dumps(result.model_dump()))
+        return
+    typer.echo(dataset.summary.render())
+    for key, value in result.model_dump().items():
+        if value is not None:
+            typer.echo(f"{key:32s} {value}")
+
+
+@app.command()
+@_fail_cleanly
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="Training output directory or checkpoint.")],
+    data: DataOption,
+    out: Annotated[Path, typer.Option("--out", help="Predictions CSV to write.")],
+    mapping: MappingOption = "seed",
+    log_level: LogOption = None,
+) -> None:
+    """Score every row of a CSV and write the predictions."""
+    configure_logging(log_level)
+    from training.data import load_dataset
+    from training.evaluate import write_predictions
+    from training.mapping import resolve_mapping
+    from training.predict import TrainedModel
+
+    dataset = load_dataset(data, resolve_mapping(mapping))
+    trained = TrainedModel.from_checkpoint(model)
+    write_predictions(out, dataset, trained.predict(dataset.titles, dataset.categories))
+    typer.echo(f"wrote {len(dataset)} predictions to {out}")
+
+
+@app.command()
+@_fail_cleanly
+def sample(
+    out: Annotated[Path, typer.Option("--out", help="Directory for train.csv, inference.csv, ab_tests.csv.")],
+) -> None:
+    """Write the generated sample data set (deterministic)."""
+    from training.sample import write_samples
+
+    for name, path in write_samples(out).items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command()
+@_fail_cleanly
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where the demo writes its run.")] = Path("runs/demo"),
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1)] = None,
+    log_level: LogOption = None,
+) -> None:
+    """The main job on the bundled sample: train, evaluate, report, and score the inference sample."""
+    configure_logging(log_level)
+    from headline_scorer import SAMPLE_DATA
+    from training.data import load_dataset
+    from training.evaluate import write_predictions
+    from training.mapping import SEED
+    from training.predict import TrainedModel
+    from training.run import run_training
+    from training.train import TrainConfig
+
+    dataset = load_dataset(SAMPLE_DATA / "train.csv", SEED)
+    typer.echo(dataset.summary.render())
+    config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
+    outcome = run_training(dataset, out / "model", config)
+    ev = outcome.evaluation
+    unlabelled = load_dataset(SAMPLE_DATA / "inference.csv", SEED)
+    trained = TrainedModel.from_checkpoint(out / "model")
+    write_predictions(out / "inference_predictions.csv", unlabelled, trained.predict(unlabelled.titles, unlabelled.categories))
+    typer.echo(
+        f"\nvalidation: quality ROC AUC {ev.quality_roc_auc:.3f}, F1 {ev.quality_f1:.3f}, "
+        f"CTR MAE {ev.ctr_mae_normalized:.4f} (mean baseline {ev.ctr_mae_baseline_normalized:.4f}), "
+        f"Spearman {ev.ctr_spearman:.3f}"
+    )
+    typer.echo(f"report:      {out / 'model' / 'report.md'}")
+    typer.echo(f"checkpoint:  {out / 'model' / 'best.pt'}")
+    typer.echo(f"inference:   {out / 'inference_predictions.csv'} ({len(unlabelled)} headlines scored)")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
