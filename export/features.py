@@ -21,6 +21,7 @@ and the share of word tokens never seen in training.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import unicodedata
@@ -66,12 +67,12 @@ def tokenize(normalized: str) -> list[str]:
 
 def title_features(tokens: Sequence[str], config: FeatureConfig) -> list[str]:
     """Feature strings of one tokenized title (with repeats; order of first appearance)."""
-    out = []
+    out: list[str] = []
     w_lo, w_hi = config.word_ngrams
     if w_lo <= 1 <= w_hi:
         out.extend("w:" + t for t in tokens)
     if w_lo <= 2 <= w_hi:
-        out.extend(f"b:{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))
+        out.extend(f"b:{a} {b}" for a, b in itertools.pairwise(tokens))
     c_lo, c_hi = config.char_ngrams
     for tok in tokens:
         padded = f" {tok} "
@@ -231,7 +232,9 @@ class Featurizer:
         self._word_cache[token] = entry
         return entry
 
-    def transform(self, titles: Sequence[str], categories: Sequence[str | None] | None = None) -> FeatureBatch:
+    def transform(
+        self, titles: Sequence[str], categories: Sequence[str | None] | None = None
+    ) -> FeatureBatch:
         """Featurize a batch (any size, including 0)."""
         size = len(titles)
         if categories is not None and len(categories) != size:
@@ -258,7 +261,7 @@ class Featurizer:
                     words += 1
                     unseen += not known
             if self._bigrams:
-                for a, b in zip(tokens, tokens[1:], strict=False):
+                for a, b in itertools.pairwise(tokens):
                     found = index.get(f"b:{a} {b}")
                     if found:
                         flat.append(found)

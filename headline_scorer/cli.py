@@ -73,7 +73,7 @@ def train(
     dataset = load_dataset(data, resolve_mapping(mapping))
     typer.echo(dataset.summary.render(), err=True)
     overrides = {k: v for k, v in {"epochs": epochs, "seed": seed}.items() if v is not None}
-    outcome = run_training(dataset, out, TrainConfig(**overrides), resume=resume)  # type: ignore[arg-type]
+    outcome = run_training(dataset, out, TrainConfig.model_validate(overrides), resume=resume)
     if outcome.result is None:
         typer.echo(f"inference-only: wrote predictions to {out / 'predictions.csv'}")
         return
@@ -170,7 +170,11 @@ def demo(
     ev = outcome.evaluation
     unlabelled = load_dataset(SAMPLE_DATA / "inference.csv", SEED)
     trained = TrainedModel.from_checkpoint(out / "model")
-    write_predictions(out / "inference_predictions.csv", unlabelled, trained.predict(unlabelled.titles, unlabelled.categories))
+    write_predictions(
+        out / "inference_predictions.csv",
+        unlabelled,
+        trained.predict(unlabelled.titles, unlabelled.categories),
+    )
     typer.echo(
         f"\nvalidation: quality ROC AUC {ev.quality_roc_auc:.3f}, F1 {ev.quality_f1:.3f}, "
         f"CTR MAE {ev.ctr_mae_normalized:.4f} (mean baseline {ev.ctr_mae_baseline_normalized:.4f}), "

@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint safely (``weights_only=True``); raise :class:`CheckpointError` otherwise."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a checkpoint (expected the zip-based torch.save format)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -67,11 +70,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: refused to load: the file holds objects other than weights and plain data "
             f"(possibly pickled code): {str(exc).splitlines()[0]}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         version = payload.get("format_version") if isinstance(payload, dict) else None
         raise CheckpointError(
-            f"{path}: expected a headline-scorer checkpoint of format {FORMAT_VERSION}, got format {version!r}"
+            f"{path}: expected a headline-scorer checkpoint of format {FORMAT_VERSION}, "
+            f"got format {version!r}"
         )
     return payload

@@ -18,6 +18,7 @@ Row numbers in messages are 1-based data rows (the header is not counted).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -152,21 +153,30 @@ def _read_text(path: Path) -> tuple[str, str]:
     digest = hashlib.sha256(data).hexdigest()
     if not data.strip():
         raise CsvReadError(f"{path}: the file is empty; expected a header row and data rows")
+    # Strip a BOM here rather than decoding with "utf-8-sig": that codec reports error
+    # offsets relative to the text after the BOM, which would name the wrong byte and line.
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig"), digest
+        return data[bom:].decode("utf-8"), digest
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        start = bom + exc.start
+        line = data[:start].count(b"\n") + 1
         raise CsvReadError(
-            f"{path}: line {line}, byte {exc.start}: expected UTF-8 text, got byte 0x{data[exc.start]:02x} "
+            f"{path}: line {line}, byte {start}: expected UTF-8 text, got byte 0x{data[start]:02x} "
             "(re-save the file as UTF-8)"
         ) from exc
 
 
-def _numeric(frame: pd.DataFrame, column: str, path: Path) -> NDArray[np.float64]:
-    """Parse a column as floats; any missing or non-numeric cell is a fatal error."""
+def _numeric(
+    frame: pd.DataFrame, column: str, path: Path, rows: NDArray[np.bool_] | None = None
+) -> NDArray[np.float64]:
+    """Parse a column as floats; a missing or non-numeric cell (among ``rows``, default all) is fatal."""
     raw = frame[column].astype(str).str.strip()
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(values)) + 1
+    invalid = ~np.isfinite(values)
+    if rows is not None:
+        invalid &= rows
+    bad = np.flatnonzero(invalid) + 1
     if bad.size:
         example = raw.iloc[int(bad[0]) - 1]
         raise CsvValidationError(
@@ -175,8 +185,18 @@ def _numeric(frame: pd.DataFrame, column: str, path: Path) -> NDArray[np.float64
     return values
 
 
-def _check_range(values: NDArray[np.float64], column: str, path: Path, lo: float, hi: float) -> None:
-    bad = np.flatnonzero((values < lo) | (values > hi)) + 1
+def _check_range(
+    values: NDArray[np.float64],
+    column: str,
+    path: Path,
+    lo: float,
+    hi: float,
+    rows: NDArray[np.bool_] | None = None,
+) -> None:
+    outside = (values < lo) | (values > hi)
+    if rows is not None:
+        outside &= rows
+    bad = np.flatnonzero(outside) + 1
     if bad.size:
         raise CsvValidationError(
             f"{path}: column {column!r}, {_rows(bad)}: expected a value within [{lo:g}, {hi:g}], "
@@ -189,11 +209,10 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
     path = Path(path)
     text, digest = _read_text(path)
     try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c"
-        )
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c")
     except (pd.errors.ParserError, csv.Error) as exc:
-        raise CsvReadError(f"{path}: cannot parse as CSV ({exc})") from exc
+        # pandas' tokenizer messages end with a newline: keep the error on one line.
+        raise CsvReadError(f"{path}: cannot parse as CSV ({' '.join(str(exc).split())})") from exc
     except pd.errors.EmptyDataError as exc:
         raise CsvReadError(f"{path}: the file is empty; expected a header row and data rows") from exc
     rows_read = len(frame)
@@ -232,7 +251,9 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
     empty_title = np.flatnonzero(titles_all.to_numpy() == "")
     if empty_title.size:
         keep[empty_title] = False
-        dropped.append(DroppedRows(rule="empty title", count=int(empty_title.size), rows=list(empty_title + 1)))
+        dropped.append(
+            DroppedRows(rule="empty title", count=int(empty_title.size), rows=list(empty_title + 1))
+        )
 
     clicks = impressions = raw_ctr = given = None
     has_counts = bool(
@@ -259,15 +280,17 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
             dropped.append(
                 DroppedRows(rule="zero impressions", count=int(no_imps.size), rows=list(no_imps + 1))
             )
+    # CTR values are checked on kept rows only: a dropped row's CTR is undefined (zero
+    # impressions) or unused (empty title), so it may legitimately be blank.
     if target_source is not None and mapping.ctr and mapping.ctr in frame.columns:
-        raw_ctr = _numeric(frame, mapping.ctr, path)
-        _check_range(raw_ctr, mapping.ctr, path, 0.0, 1.0)
+        raw_ctr = _numeric(frame, mapping.ctr, path, keep)
+        _check_range(raw_ctr, mapping.ctr, path, 0.0, 1.0, keep)
     elif clicks is not None and impressions is not None:
         raw_ctr = np.divide(clicks, impressions, out=np.zeros_like(clicks), where=impressions > 0)
     if target_source == "normalized":
         assert mapping.ctr_normalized
-        given = _numeric(frame, mapping.ctr_normalized, path)
-        _check_range(given, mapping.ctr_normalized, path, 0.0, 1.0)
+        given = _numeric(frame, mapping.ctr_normalized, path, keep)
+        _check_range(given, mapping.ctr_normalized, path, 0.0, 1.0, keep)
         if raw_ctr is None:
             notes.append("no raw CTR column: CTR is reported normalized only")
 
@@ -276,7 +299,9 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
         ids_all = frame[mapping.id].astype(str).str.strip().to_numpy(dtype=str)
         empty_id = np.flatnonzero(ids_all == "") + 1
         if empty_id.size:
-            raise CsvValidationError(f"{path}: column {mapping.id!r}, {_rows(empty_id)}: expected an id, got ''")
+            raise CsvValidationError(
+                f"{path}: column {mapping.id!r}, {_rows(empty_id)}: expected an id, got ''"
+            )
         dup_mask = pd.Series(ids_all).duplicated(keep=False).to_numpy()
         dups = np.flatnonzero(dup_mask) + 1
         if dups.size:

@@ -60,7 +60,10 @@ class Evaluation(BaseModel):
 def evaluate_predictions(
     model: TrainedModel, data: HeadlineData, predictions: Predictions, baseline_mean: float | None = None
 ) -> Evaluation:
-    """Metrics of ``predictions`` against the targets in ``data`` (built with the model's own scaling/rule)."""
+    """Metrics of ``predictions`` against the targets in ``data``.
+
+    Targets are built with the model's own scaling and label rule.
+    """
     if not data.has_target:
         return Evaluation(mode="inference", rows=len(data), notice=INFERENCE_NOTICE)
     targets = build_targets(data, model.scaling, model.label_rule)
@@ -84,13 +87,17 @@ def evaluate_predictions(
         "quality_accuracy": _num(cls.accuracy),
         "quality_threshold": model.quality_threshold,
         "quality_ece": _num(expected_calibration_error(targets.labels, predictions.quality_prob)),
-        "quality_ece_uncalibrated": _num(expected_calibration_error(targets.labels, predictions.quality_prob_raw)),
+        "quality_ece_uncalibrated": _num(
+            expected_calibration_error(targets.labels, predictions.quality_prob_raw)
+        ),
         "label_positive_rate": _num(cls.positive_rate),
         "prediction_positive_rate": float(np.mean(predictions.quality_label)) if len(predictions) else None,
     }
     if data.groups is not None:
         observed = targets.raw if targets.raw is not None else targets.normalized
-        pw = pairwise_accuracy(data.groups, observed, predictions.ctr_normalized, data.clicks, data.impressions)
+        pw = pairwise_accuracy(
+            data.groups, observed, predictions.ctr_normalized, data.clicks, data.impressions
+        )
         result |= {
             "pairwise_accuracy": _num(pw.accuracy),
             "pairwise_accuracy_significant": _num(pw.accuracy_significant),

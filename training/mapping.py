@@ -89,8 +89,7 @@ def resolve_mapping(spec: str | Path | None) -> ColumnMapping:
     path = Path(spec)
     if not path.is_file():
         raise MappingError(
-            f"mapping {spec!s}: expected one of {sorted(BUILTIN)} or a JSON/TOML mapping file, "
-            "got neither"
+            f"mapping {spec!s}: expected one of {sorted(BUILTIN)} or a JSON/TOML mapping file, got neither"
         )
     try:
         text = path.read_text(encoding="utf-8")

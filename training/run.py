@@ -67,7 +67,9 @@ def run_training(
     evaluation = evaluate_predictions(model, val, predictions, baseline_mean=baseline)
     write_predictions(out_dir / PREDICTIONS_CSV, val, predictions)
     plot_curves(result.history, out_dir / CURVES_PNG, resumed_at=result.start_epoch)
-    plot_scatter(result.targets.normalized[result.val_index], predictions.ctr_normalized, out_dir / SCATTER_PNG)
+    plot_scatter(
+        result.targets.normalized[result.val_index], predictions.ctr_normalized, out_dir / SCATTER_PNG
+    )
     notes = [
         *result.notes,
         *data.summary.notes,
@@ -95,7 +97,10 @@ def run_training(
         "validation": evaluation.model_dump(),
         "best_epoch": result.best_epoch,
         "epochs": [r.as_dict() for r in result.history],
-        "calibration": {"ece_before": result.calibration.ece_before, "ece_after": result.calibration.ece_after},
+        "calibration": {
+            "ece_before": result.calibration.ece_before,
+            "ece_after": result.calibration.ece_after,
+        },
         "data": data.summary.model_dump(),
     }
     (out_dir / METRICS_JSON).write_text(json.dumps(metrics, indent=2), encoding="utf-8")

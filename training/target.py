@@ -56,7 +56,9 @@ def fit_scaling(data: HeadlineData, train_index: NDArray[np.int64]) -> TargetSca
     return TargetScaling.fit(data.raw_ctr[train_index])
 
 
-def fit_label_rule(data: HeadlineData, normalized: NDArray[np.float64], train_index: NDArray[np.int64]) -> LabelRule:
+def fit_label_rule(
+    data: HeadlineData, normalized: NDArray[np.float64], train_index: NDArray[np.int64]
+) -> LabelRule:
     if data.groups is not None:
         return LabelRule(rule="group_mean")
     return LabelRule(rule="median", threshold=float(np.median(normalized[train_index])))

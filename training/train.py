@@ -25,7 +25,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
 from export.errors import CheckpointError, CsvValidationError
-from export.features import NUMERIC_FEATURES, FeatureConfig, Featurizer, FeatureState, fit_feature_state
+from export.features import NUMERIC_FEATURES, FeatureConfig, FeatureState, Featurizer, fit_feature_state
 from export.scaling import TargetScaling
 from training.calibration import CalibrationReport, PlattCalibrator, calibrate
 from training.checkpoint import save_checkpoint
@@ -97,7 +97,7 @@ class TrainResult:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - third-party code may use the legacy global generator
+    np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -119,7 +119,9 @@ class _Tensors:
         )
 
 
-def _tensors(featurizer: Featurizer, data: HeadlineData, targets: Targets, index: NDArray[np.int64]) -> _Tensors:
+def _tensors(
+    featurizer: Featurizer, data: HeadlineData, targets: Targets, index: NDArray[np.int64]
+) -> _Tensors:
     sub = data.subset(index)
     batch = featurizer.transform(sub.titles, sub.categories)
     return _Tensors(
@@ -130,7 +132,9 @@ def _tensors(featurizer: Featurizer, data: HeadlineData, targets: Targets, index
 
 
 @torch.no_grad()
-def _evaluate(model: DualHeadModel, loss_fn: HybridLoss, data: _Tensors, batch_size: int) -> tuple[float, float, float]:
+def _evaluate(
+    model: DualHeadModel, loss_fn: HybridLoss, data: _Tensors, batch_size: int
+) -> tuple[float, float, float]:
     """Validation loss, accuracy (probability >= 0.5) and MAE on normalized CTR."""
     model.eval()
     n = data.ctr.shape[0]
@@ -147,7 +151,9 @@ def _evaluate(model: DualHeadModel, loss_fn: HybridLoss, data: _Tensors, batch_s
 
 
 @torch.no_grad()
-def _logits(model: DualHeadModel, data: _Tensors, batch_size: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _logits(
+    model: DualHeadModel, data: _Tensors, batch_size: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     model.eval()
     ctrs, logits = [], []
     n = data.ctr.shape[0]
@@ -231,7 +237,9 @@ def train(
         dropout=config.dropout,
     )
     model = DualHeadModel(model_config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     scheduler = ReduceLROnPlateau(
         optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
     )

@@ -1,0 +1,169 @@
+"""Training: reproducible, leak-free, resumable, with grouped splits and the best checkpoint kept."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from export.features import normalize_title, tokenize
+from headline_scorer import SAMPLE_DATA
+from training.data import HeadlineData, load_dataset
+from training.mapping import SEED, UPWORTHY
+from training.predict import LAST_CHECKPOINT, TrainedModel
+from training.split import connected_groups, grouped_split
+from training.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+FAST = TrainConfig(epochs=4, patience=50, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def sample() -> HeadlineData:
+    return load_dataset(SAMPLE_DATA / "train.csv", SEED)
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory: pytest.TempPathFactory, sample: HeadlineData) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    train(sample, out, FAST, progress=False)
+    return out
+
+
+def test_same_seed_gives_the_same_run(tmp_path: Path, sample: HeadlineData) -> None:
+    config = TrainConfig(epochs=2, patience=50)
+    a = train(sample, tmp_path / "a", config, progress=False)
+    b = train(sample, tmp_path / "b", config, progress=False)
+    assert [r.train_loss for r in a.history] == [r.train_loss for r in b.history]
+    assert [r.val_loss for r in a.history] == [r.val_loss for r in b.history]
+    c = train(sample, tmp_path / "c", config.model_copy(update={"seed": 7}), progress=False)
+    assert [r.train_loss for r in c.history] != [r.train_loss for r in a.history]
+
+
+def test_the_model_learns_the_sample_signal(trained_dir: Path, sample: HeadlineData) -> None:
+    from training.evaluate import evaluate
+
+    model = TrainedModel.from_checkpoint(trained_dir)
+    result, predictions = evaluate(model, sample)
+    assert result.quality_roc_auc is not None and result.quality_roc_auc > 0.7
+    assert result.ctr_spearman is not None and result.ctr_spearman > 0.3
+    assert predictions.ctr is not None
+    np.testing.assert_allclose(model.scaling.to_raw(predictions.ctr_normalized), predictions.ctr)  # type: ignore[union-attr]
+    assert np.all((predictions.quality_prob > 0) & (predictions.quality_prob < 1))
+
+
+def test_leaky_columns_never_change_a_prediction(trained_dir: Path, tmp_path: Path) -> None:
+    """Impressions, clicks and every column derived from the outcome are not model inputs."""
+    model = TrainedModel.from_checkpoint(trained_dir)
+    frame = pd.read_csv(SAMPLE_DATA / "train.csv")
+    mutated = frame.copy()
+    rng = np.random.default_rng(0)
+    mutated["Impressions"] = rng.integers(1_000_000, 2_000_000, len(frame))
+    mutated["Url Clicks"] = rng.integers(0, 1000, len(frame))
+    mutated["URL CTR"] = mutated["Url Clicks"] / mutated["Impressions"]
+    mutated["Log URL CTR"] = np.log1p(mutated["URL CTR"])
+    mutated["Normalized URL CTR"] = rng.random(len(frame))
+    mutated["STR_High_Low"] = 1 - frame["STR_High_Low"]
+    mutated["CTR_per_cluster_avg"] = rng.random(len(frame)) * 10
+    for name, f in (("orig.csv", frame), ("mutated.csv", mutated)):
+        f.to_csv(tmp_path / name, index=False)
+    a = load_dataset(tmp_path / "orig.csv", SEED)
+    b = load_dataset(tmp_path / "mutated.csv", SEED)
+    pa = model.predict(a.titles, a.categories)
+    pb = model.predict(b.titles, b.categories)
+    np.testing.assert_array_equal(pa.ctr_normalized, pb.ctr_normalized)
+    np.testing.assert_array_equal(pa.quality_prob, pb.quality_prob)
+    # ... while the title does change it.
+    c = model.predict(
+        [t + " shocking secret revealed" for t in a.titles[:50]], a.categories[:50] if a.categories else None
+    )
+    assert not np.allclose(c.ctr_normalized, pa.ctr_normalized[:50])
+
+
+def test_feature_state_is_fitted_on_training_rows_only(tmp_path: Path, sample: HeadlineData) -> None:
+    result = train(sample, tmp_path, TrainConfig(epochs=1), progress=False)
+    model = TrainedModel.from_checkpoint(result.best_checkpoint)
+    assert model.featurizer.state.n_train_rows == len(result.train_index)
+
+    def words(index: np.ndarray) -> set[str]:
+        return {w for i in index for w in tokenize(normalize_title(sample.titles[i], 300))}
+
+    val_only_words = words(result.val_index) - words(result.train_index)
+    vocab = set(model.featurizer.state.vocabulary)
+    assert val_only_words and not any(f"w:{w}" in vocab for w in val_only_words)
+
+
+def test_resume_continues_from_the_last_loss(
+    tmp_path: Path, sample: HeadlineData, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = train(sample, tmp_path / "first", TrainConfig(epochs=6, patience=50), progress=False)
+    scratch_loss = first.history[0].train_loss
+    last_loss = first.history[-1].train_loss
+    assert scratch_loss - last_loss > 0.05, "the test needs a run that actually learned"
+    with caplog.at_level(logging.INFO, logger="training.train"):
+        resumed = train(
+            sample,
+            tmp_path / "resumed",
+            TrainConfig(epochs=2, patience=50),
+            resume=tmp_path / "first" / LAST_CHECKPOINT,
+            progress=False,
+        )
+    assert resumed.start_epoch == 6
+    assert [r.epoch for r in resumed.history] == [1, 2, 3, 4, 5, 6, 7, 8]
+    first_resumed = resumed.history[6].train_loss
+    assert abs(first_resumed - last_loss) < 0.35 * (scratch_loss - last_loss), (
+        first_resumed,
+        last_loss,
+        scratch_loss,
+    )
+    assert "weights were not reset" in caplog.text and "epoch 6" in caplog.text
+    # The fitted state and scaling come from the checkpoint, not from a refit.
+    before = TrainedModel.from_checkpoint(tmp_path / "first" / LAST_CHECKPOINT)
+    after = TrainedModel.from_checkpoint(resumed.best_checkpoint)
+    assert before.featurizer.state == after.featurizer.state
+    assert before.scaling == after.scaling
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path: Path, sample: HeadlineData) -> None:
+    result = train(
+        sample,
+        tmp_path,
+        TrainConfig(epochs=40, patience=2, lr_patience=0, learning_rate=5e-3),
+        progress=False,
+    )
+    assert result.stopped_early
+    best = min(result.history, key=lambda r: r.val_loss)
+    assert result.best_epoch == best.epoch
+    model = TrainedModel.from_checkpoint(result.best_checkpoint)
+    assert model.checkpoint["epoch"] == best.epoch
+    assert result.history[-1].epoch == best.epoch + 2
+    rates = [r.learning_rate for r in result.history]
+    assert rates[-1] < rates[0], "ReduceLROnPlateau lowered the learning rate"
+
+
+def test_grouped_split_keeps_groups_and_identical_titles_together() -> None:
+    titles = ["a", "b", "c", "a", "d", "e", "f", "g"]
+    groups = ["t1", "t1", "t2", "t3", "t3", "t4", "t5", "t5"]
+    component = connected_groups(titles, groups)
+    # t1 and t3 share the title "a", so rows 0,1,3,4 form one component.
+    assert len({component[i] for i in (0, 1, 3, 4)}) == 1
+    assert component[2] != component[0] and component[6] == component[7]
+    for seed in range(10):
+        tr, va = grouped_split(titles, groups, 0.3, seed)
+        assert sorted([*tr, *va]) == list(range(8))
+        assert not {component[i] for i in tr} & {component[i] for i in va}
+
+
+def test_group_label_is_above_the_group_mean(tmp_path: Path) -> None:
+    data = load_dataset(SAMPLE_DATA / "ab_tests.csv", UPWORTHY)
+    result = train(data, tmp_path, TrainConfig(epochs=1), progress=False)
+    ctr = data.raw_ctr
+    assert ctr is not None and data.groups is not None
+    means = pd.Series(ctr).groupby(data.groups).transform("mean").to_numpy()
+    np.testing.assert_array_equal(result.targets.labels, (ctr > means).astype(float))
+    train_groups = set(data.groups[result.train_index])
+    assert not train_groups & set(data.groups[result.val_index])
