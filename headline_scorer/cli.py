@@ -67,10 +67,11 @@ def train(
     configure_logging(log_level)
     from training.data import load_dataset
     from training.mapping import resolve_mapping
-    from training.run import run_training
+    from training.run import ensure_trainable, run_training
     from training.train import TrainConfig
 
     dataset = load_dataset(data, resolve_mapping(mapping))
+    ensure_trainable(dataset, resume)
     typer.echo(dataset.summary.render(), err=True)
     overrides = {k: v for k, v in {"epochs": epochs, "seed": seed}.items() if v is not None}
     outcome = run_training(dataset, out, TrainConfig.model_validate(overrides), resume=resume)

@@ -200,7 +200,7 @@ def _check_range(
     if bad.size:
         raise CsvValidationError(
             f"{path}: column {column!r}, {_rows(bad)}: expected a value within [{lo:g}, {hi:g}], "
-            f"got {values[bad[0] - 1]!r}"
+            f"got {float(values[bad[0] - 1])!r}"
         )
 
 
@@ -307,7 +307,7 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
         if dups.size:
             raise CsvValidationError(
                 f"{path}: column {mapping.id!r}, {_rows(dups)}: expected unique ids, "
-                f"got duplicates such as {ids_all[dups[0] - 1]!r}"
+                f"got duplicates such as {str(ids_all[dups[0] - 1])!r}"
             )
     else:
         ids_all = np.array([str(i) for i in range(1, rows_read + 1)])
@@ -345,7 +345,7 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
         dropped=dropped,
         notes=notes,
     )
-    logger.info("validated %s: %d rows read, %d kept", path, rows_read, index.size)
+    logger.debug("validated %s: %d rows read, %d kept", path, rows_read, index.size)
     return HeadlineData(
         ids=ids_all[index],
         titles=titles_all.iloc[index].tolist(),

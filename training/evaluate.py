@@ -54,6 +54,7 @@ class Evaluation(BaseModel):
     pairwise_accuracy_significant: float | None = None
     pairs: int | None = None
     significant_pairs: int | None = None
+    pairwise_score: str | None = None
     notice: str | None = None
 
 

@@ -36,6 +36,15 @@ def _label_description(model: TrainedModel) -> str:
     return f"normalized CTR above the training median ({rule.threshold:.4f})"
 
 
+def ensure_trainable(data: HeadlineData, resume: Path | None) -> None:
+    """Refuse data that can be neither trained on nor scored (no target and no model)."""
+    if not data.has_target and resume is None:
+        raise CsvValidationError(
+            f"{data.summary.file}: no target column, so nothing to train on; "
+            "pass --resume CHECKPOINT to score it in inference-only mode, or use `predict`"
+        )
+
+
 def run_training(
     data: HeadlineData,
     out_dir: Path,
@@ -44,13 +53,10 @@ def run_training(
     progress: bool | None = None,
 ) -> RunOutcome:
     """Train (or, for data without a target and a ``resume`` model, only predict) and write artifacts."""
+    ensure_trainable(data, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not data.has_target:
-        if resume is None:
-            raise CsvValidationError(
-                f"{data.summary.file}: no target column, so nothing to train on; "
-                "pass --resume CHECKPOINT to score it in inference-only mode, or use `predict`"
-            )
+        assert resume is not None
         logger.warning("%s", INFERENCE_NOTICE)
         model = TrainedModel.from_checkpoint(resume)
         predictions = model.predict(data.titles, data.categories)
