@@ -29,7 +29,7 @@ def _finite_array(name: str, values: ArrayLike) -> FloatArray:
     return arr
 
 
-def _finite_float(name: str, value: object) -> float:
+def finite_float(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
         raise ValueError(f"{name}: expected a finite number, got {type(value).__name__} {value!r}")
     result = float(value)
@@ -46,8 +46,8 @@ class TargetScaling:
     log_max: float
 
     def __post_init__(self) -> None:
-        log_min = _finite_float("log_min", self.log_min)
-        log_max = _finite_float("log_max", self.log_max)
+        log_min = finite_float("log_min", self.log_min)
+        log_max = finite_float("log_max", self.log_max)
         if log_max < log_min:
             raise ValueError(f"expected log_min <= log_max, got log_min={log_min!r} > log_max={log_max!r}")
         object.__setattr__(self, "log_min", log_min)

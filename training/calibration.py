@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 
+from export.scaling import finite_float as _finite_float
 from training.metrics import as_labels, as_probabilities, check_same_length, expected_calibration_error
 
 logger = logging.getLogger(__name__)
@@ -40,15 +41,6 @@ def _sigmoid(z: FloatArray) -> FloatArray:
     """Overflow-free logistic function."""
     e = np.exp(-np.abs(z))
     return np.where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _finite_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise ValueError(f"{name}: expected a finite number, got {type(value).__name__} {value!r}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{name}: expected a finite number, got {result!r}")
-    return result
 
 
 @dataclass(frozen=True, slots=True)
