@@ -20,7 +20,6 @@ import argparse
 import json
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,9 +79,9 @@ class Candidate:
 
 
 def _project_candidates() -> list[Candidate]:
-    from benchmarks.project_model import project_fit
+    from benchmarks.project_model import project_fit, recommended_config
     from training.predict import TrainedModel
-    from training.train import TrainConfig, train
+    from training.train import TrainConfig
 
     variants = [
         ("bag chars(3,5) words(1,2) [default]", (3, 5), (1, 2)),
@@ -92,14 +91,15 @@ def _project_candidates() -> list[Candidate]:
         ("bag chars(2,4) words(1,1)", (2, 4), (1, 1)),
         ("bag chars(2,5) words none", (2, 5), None),
     ]
+    configs = [(name, TrainConfig(features=_features(char, word))) for name, char, word in variants]
+    configs.append(("bag chars(2,4) words(1,1) + recommended TrainConfig", recommended_config()))
     out = []
-    for name, char, word in variants:
-        config = TrainConfig(features=_features(char, word))
+    for name, config in configs:
+        kept: dict[str, TrainedModel] = {}
 
-        def predictor(rows: HeadlineData, config: TrainConfig = config) -> Predictor:
-            tmp = tempfile.mkdtemp(prefix="bench-cost-")
-            result = train(rows, Path(tmp), config, progress=False)
-            model = TrainedModel.from_checkpoint(result.best_checkpoint)
+        def predictor(rows: HeadlineData, kept: dict[str, TrainedModel] = kept) -> Predictor:
+            # The model of the last evaluation run (the Upworthy split): its inference cost.
+            model = kept["last"]
             return lambda titles: model.predict(titles)
 
         out.append(
@@ -107,7 +107,7 @@ def _project_candidates() -> list[Candidate]:
                 name=name,
                 family="project bag (training.train.train, default TrainConfig)",
                 hebrew="yes (regex tokens + char n-grams, any script)",
-                make=lambda config=config: project_fit(config),
+                make=lambda config=config, kept=kept: project_fit(config, keep=kept),
                 predictor=predictor,
             )
         )
@@ -121,7 +121,15 @@ def _target(rows: HeadlineData, ref: HeadlineData) -> FloatArray:
     return seed_target(rows) if rows.ctr_normalized_given is not None else upworthy_target(rows, ref)
 
 
-def _tfidf_candidate(name: str, analyzer: str, ngrams: tuple[int, int]) -> Candidate:
+def _tfidf_candidate(
+    name: str,
+    analyzer: str,
+    ngrams: tuple[int, int],
+    quality_from_ridge: bool = False,
+    deviation: bool = False,
+) -> Candidate:
+    """TF-IDF + ridge (CTR) and logistic regression (quality label), or the ridge score as the quality
+    score; with ``deviation`` the ridge learns the CTR minus its test's mean (A/B data only)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -129,43 +137,96 @@ def _tfidf_candidate(name: str, analyzer: str, ngrams: tuple[int, int]) -> Candi
         vec = TfidfVectorizer(analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True, min_df=2)
         x = vec.fit_transform(rows.titles)
         y = _target(rows, rows)
+        if deviation and rows.groups is not None:
+            y = y - _group_mean(rows, y) + float(np.mean(y))
         label = (y > np.median(y)) if rows.groups is None else _group_label(rows)
-        ridge = Ridge(alpha=1.0).fit(x, y)
-        logit = LogisticRegression(C=1.0, max_iter=2000).fit(x, label.astype(int))
+        ridge = Ridge(alpha=1.0 if not deviation else 10.0).fit(x, y)
+        logit = (
+            None if quality_from_ridge else LogisticRegression(C=1.0, max_iter=2000).fit(x, label.astype(int))
+        )
         return vec, ridge, logit
+
+    def scores(models: tuple[Any, Any, Any], titles: list[str]) -> tuple[FloatArray, FloatArray]:
+        vec, ridge, logit = models
+        x = vec.transform(titles)
+        ctr = ridge.predict(x)
+        return ctr, (ctr if logit is None else logit.predict_proba(x)[:, 1])
 
     def make() -> FitPredict:
         def fit(train_rows: HeadlineData, test_rows: HeadlineData) -> tuple[FloatArray, FloatArray]:
-            vec, ridge, logit = fit_models(train_rows)
-            x = vec.transform(test_rows.titles)
-            return ridge.predict(x), logit.predict_proba(x)[:, 1]
+            return scores(fit_models(train_rows), test_rows.titles)
 
         return fit
 
     def predictor(rows: HeadlineData) -> Predictor:
-        vec, ridge, logit = fit_models(rows)
-
-        def predict(titles: list[str]) -> object:
-            x = vec.transform(titles)
-            return ridge.predict(x), logit.predict_proba(x)[:, 1]
-
-        return predict
+        models = fit_models(rows)
+        return lambda titles: scores(models, titles)
 
     return Candidate(
         name=name,
-        family="sklearn TF-IDF + ridge (CTR) / logistic regression (quality)",
+        family="sklearn TF-IDF + ridge (CTR) / "
+        + ("ridge score (quality)" if quality_from_ridge else "logistic regression (quality)"),
         hebrew="yes (character / word n-grams, any script)",
         make=make,
         predictor=predictor,
     )
 
 
+def _bag_ridge_candidate(name: str, features: FeatureConfig) -> Candidate:
+    """The project's featurizer (the exact TF-IDF bag the model sees) + closed-form ridge; the ridge CTR
+    score doubles as the quality score. A linear model the ONNX bag graph can carry (one embedding
+    column per head), fitted in closed form instead of by Adam with early stopping."""
+    from scipy import sparse
+    from sklearn.linear_model import Ridge
+
+    from export.features import Featurizer, fit_feature_state
+
+    def matrix(featurizer: Featurizer, titles: list[str]) -> Any:
+        batch = featurizer.transform(titles)
+        n, width = batch.token_ids.shape
+        rows = np.repeat(np.arange(n), width)
+        m = sparse.csr_matrix(
+            (batch.token_weights.ravel(), (rows, batch.token_ids.ravel())),
+            shape=(n, featurizer.state.n_features),
+        )
+        m.sum_duplicates()
+        return m
+
+    def fit_models(rows: HeadlineData) -> tuple[Featurizer, Any]:
+        featurizer = Featurizer(fit_feature_state(rows.titles, rows.categories, features))
+        return featurizer, Ridge(alpha=1.0).fit(matrix(featurizer, rows.titles), _target(rows, rows))
+
+    def make() -> FitPredict:
+        def fit(train_rows: HeadlineData, test_rows: HeadlineData) -> tuple[FloatArray, FloatArray]:
+            featurizer, ridge = fit_models(train_rows)
+            ctr = ridge.predict(matrix(featurizer, test_rows.titles))
+            return ctr, ctr
+
+        return fit
+
+    def predictor(rows: HeadlineData) -> Predictor:
+        featurizer, ridge = fit_models(rows)
+        return lambda titles: ridge.predict(matrix(featurizer, titles))
+
+    return Candidate(
+        name=name,
+        family="project featurizer + closed-form ridge (ridge score as quality score)",
+        hebrew="yes (regex tokens + char n-grams, any script)",
+        make=make,
+        predictor=predictor,
+    )
+
+
+def _group_mean(rows: HeadlineData, values: FloatArray) -> FloatArray:
+    assert rows.groups is not None
+    _, codes = np.unique(rows.groups, return_inverse=True)
+    return (np.bincount(codes, weights=values) / np.bincount(codes))[codes]
+
+
 def _group_label(rows: HeadlineData) -> FloatArray:
     """The project's A/B quality label: CTR above the mean CTR of the row's test."""
     assert rows.groups is not None and rows.raw_ctr is not None
-    _, codes = np.unique(rows.groups, return_inverse=True)
-    means = np.bincount(codes, weights=rows.raw_ctr) / np.bincount(codes)
-    return (rows.raw_ctr > means[codes]).astype(np.float64)
+    return (rows.raw_ctr > _group_mean(rows, rows.raw_ctr)).astype(np.float64)
 
 
 # --------------------------------------------------------------------------- pretrained sentence encoder
@@ -274,10 +335,16 @@ def main(argv: list[str] | None = None) -> int:
 
     candidates = [
         *_project_candidates(),
+        _bag_ridge_candidate("bag chars(2,5) words none + ridge", _features((2, 5), None)),
         _tfidf_candidate("tfidf char_wb(2,5) ridge/LR", "char_wb", (2, 5)),
+        _tfidf_candidate("tfidf char_wb(2,5) ridge, q=ridge", "char_wb", (2, 5), quality_from_ridge=True),
         _tfidf_candidate("tfidf word(1,2) ridge/LR", "word", (1, 2)),
+        _tfidf_candidate(
+            "tfidf word(1,2) ridge, deviation", "word", (1, 2), quality_from_ridge=True, deviation=True
+        ),
     ]
-    sentence, sentence_info = _sentence_candidates(seed, upworthy)
+    wanted = args.only is None or any(o in "all-MiniLM-L6-v2 + ridge mlp" for o in args.only)
+    sentence, sentence_info = _sentence_candidates(seed, upworthy) if wanted else ([], {"skipped": "--only"})
     candidates += sentence
     if args.only:
         candidates = [c for c in candidates if any(o in c.name for o in args.only)]
@@ -292,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs, up_seconds = evaluate_upworthy(upworthy, split, cand.make())
         cost: dict[str, dict[str, float]] = {}
         if not args.no_cost:
-            # Cost of a model trained on the Upworthy training rows, scoring English and Hebrew titles.
+            # Cost of a model trained on the Upworthy training rows (or the one just evaluated there),
+            # scoring English and Hebrew titles.
             predict = cand.predictor(upworthy.subset(split[0]))
             cost["english"] = per_headline_us(predict, upworthy.subset(split[1]).titles)
             cost["hebrew"] = per_headline_us(predict, seed.titles)
@@ -357,6 +425,12 @@ def main(argv: list[str] | None = None) -> int:
     print_table(headers, rows)
     if "skipped" in sentence_info:
         print(f"\nsentence encoder: skipped ({sentence_info['skipped']})")
+    else:
+        print(
+            f"\nsentence encoder: 'fit s' excludes the embedding pass "
+            f"({sentence_info['embedding_seconds_all_titles']:.0f} s for all distinct titles of both files, "
+            "1 thread); µs/hl includes encoding."
+        )
     n_pairs = results[0]["upworthy"] if results else {}
     payload = {
         "protocol": {

@@ -30,6 +30,9 @@ to calibration):
   output level from 0.5 to the mean;
 * ``use_category`` / ``use_numeric``: feed the category index / the numeric
   length features (off: zeros), to measure what they add;
+* ``refit_full``: after early stopping, train a fresh model on all the rows
+  (training + validation) for the best epoch count (no early stopping; the
+  plateau scheduler then watches the training loss);
 * ``linear``: replace the two-layer trunk by the identity (heads read the bag
   embedding, category and numeric features directly).
 
@@ -76,6 +79,7 @@ class ExpConfig:
     use_category: bool = True
     use_numeric: bool = True
     select: Literal["loss", "pairs"] = "loss"
+    refit_full: bool = False
 
 
 class ExpModel(nn.Module):
@@ -177,15 +181,20 @@ def _rank_loss(score: torch.Tensor, y: torch.Tensor, same: torch.Tensor | None) 
 
 
 def _train_one(
-    rows: HeadlineData, cfg: ExpConfig, seed: int
+    rows: HeadlineData, cfg: ExpConfig, seed: int, fixed_epochs: int | None = None
 ) -> tuple[ExpModel, Featurizer, float, float, float]:
-    """Train one model; return it with its featurizer, the quality score scale stats and the best epoch."""
+    """Train one model; return it with its featurizer, the quality score scale stats and the best epoch.
+
+    With ``fixed_epochs`` all rows train for that many epochs (validation = training rows, no stopping)."""
     b = cfg.base
     seed_everything(seed)
-    tr_idx, va_idx = grouped_split(
-        rows.titles, None if rows.groups is None else list(rows.groups), b.val_fraction, seed
-    )
-    tr, va = rows.subset(tr_idx), rows.subset(va_idx)
+    if fixed_epochs is None:
+        groups = None if rows.groups is None else list(rows.groups)
+        tr_idx, va_idx = grouped_split(rows.titles, groups, b.val_fraction, seed)
+        tr, va = rows.subset(tr_idx), rows.subset(va_idx)
+    else:
+        tr = va = rows
+        b = b.model_copy(update={"epochs": fixed_epochs, "patience": fixed_epochs + 1})
     featurizer = Featurizer(fit_feature_state(tr.titles, tr.categories, b.features))
     median = float(np.median(_normalized(tr, tr)))
     y_tr, l_tr = _targets(tr, tr, cfg, median)
@@ -270,6 +279,8 @@ def _train_one(
             stale += 1
             if stale >= b.patience:
                 break
+    if fixed_epochs is not None:
+        best_state, best_epoch = model.state_dict(), fixed_epochs
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
@@ -283,6 +294,10 @@ def experimental_fit(cfg: ExpConfig, log: list[dict[str, float]] | None = None) 
         ctrs, quals = [], []
         for k in range(cfg.n_seeds):
             model, featurizer, c_std, q_std, best_epoch = _train_one(train_rows, cfg, cfg.base.seed + k)
+            if cfg.refit_full:
+                model, featurizer, c_std, q_std, best_epoch = _train_one(
+                    train_rows, cfg, cfg.base.seed + k, fixed_epochs=int(best_epoch)
+                )
             with torch.no_grad():
                 c, q = model(*_inputs(featurizer, test_rows))
             ctr = torch.sigmoid(c).double().numpy()

@@ -89,12 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--config", help="TrainConfig as JSON (default: the project's defaults)")
+    parser.add_argument(
+        "--recommended", action="store_true", help="use benchmarks.project_model.recommended_config()"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "train_targets.json")
     parser.add_argument("--skip-full", action="store_true", help="skip target 3 (full Upworthy training)")
     parser.add_argument("--full-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     require_data()
+    if args.recommended:
+        from benchmarks.project_model import recommended_config
+
+        args.config = recommended_config().model_dump_json()
     if args.full_child:
         return _full_child(args.config, args.full_child)
     set_threads(1)
