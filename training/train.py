@@ -27,7 +27,7 @@ from tqdm import tqdm
 from export.errors import CheckpointError, CsvValidationError
 from export.features import NUMERIC_FEATURES, FeatureConfig, FeatureState, Featurizer, fit_feature_state
 from export.scaling import TargetScaling
-from training.calibration import CalibrationReport, PlattCalibrator, calibrate
+from training.calibration import CalibrationReport, calibrate
 from training.checkpoint import save_checkpoint
 from training.data import HeadlineData
 from training.metrics import choose_threshold
@@ -376,4 +376,4 @@ def train(
     )
 
 
-__all__ = ["EpochRecord", "PlattCalibrator", "TrainConfig", "TrainResult", "seed_everything", "train"]
+__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "seed_everything", "train"]
