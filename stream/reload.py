@@ -1,0 +1,85 @@
+"""The serving model and its hot reload from the registry's ``CURRENT`` pointer.
+
+``ModelHolder.poll()`` runs off the event loop (it loads ONNX sessions and
+checks canary rows): when ``CURRENT`` names a version other than the one
+serving, it loads it with the injected loader and, only when that succeeded,
+swaps the reference. Batches read :attr:`ModelHolder.model` once when they
+start, so a swap takes effect between batches. A version that fails to load is
+logged, counted and remembered, and the previous model keeps serving; it is
+tried again only when ``CURRENT`` changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from export.errors import HeadlineScorerError
+from export.registry import Registry
+from export.runtime import ScoringModel, load_model
+
+logger = logging.getLogger(__name__)
+
+
+class ReloadMetrics(Protocol):
+    def set_model(self, version: str) -> None: ...
+    def reload_failed(self) -> None: ...
+
+
+Loader = Callable[[Path], ScoringModel]
+
+
+class ModelHolder:
+    def __init__(
+        self,
+        registry: Registry,
+        metrics: ReloadMetrics,
+        *,
+        intra_op_threads: int = 1,
+        loader: Loader | None = None,
+    ) -> None:
+        self._registry = registry
+        self._metrics = metrics
+        self._loader: Loader = loader or (lambda path: load_model(path, intra_op_threads=intra_op_threads))
+        self._lock = threading.Lock()
+        self.model: ScoringModel | None = None
+        self.rejected: dict[str, str] = {}
+        self.loaded = threading.Event()
+
+    @property
+    def version(self) -> str | None:
+        model = self.model
+        return None if model is None else model.version
+
+    def poll(self) -> bool:
+        """Load ``CURRENT`` if it changed; True when a new model now serves."""
+        with self._lock:
+            try:
+                current = self._registry.current_version()
+            except HeadlineScorerError as exc:
+                logger.error("cannot read the model registry: %s", exc)
+                return False
+            if current is None or current == self.version or current in self.rejected:
+                return False
+            try:
+                model = self._loader(self._registry.version_dir(current))
+            except HeadlineScorerError as exc:
+                self.rejected[current] = str(exc)
+                self._metrics.reload_failed()
+                if self.model is None:
+                    logger.error("model %s rejected, no model is serving: %s", current, exc)
+                else:
+                    logger.error("model %s rejected, %s keeps serving: %s", current, self.version, exc)
+                return False
+            previous = self.version
+            self.model = model
+            self._metrics.set_model(model.version)
+            self.loaded.set()
+            if previous is None:
+                logger.info("model %s loaded", model.version)
+            else:
+                logger.info("model %s loaded, replacing %s between batches", model.version, previous)
+            return True

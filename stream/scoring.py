@@ -1,0 +1,157 @@
+"""One micro-batch: raw records in, score records and dead-letter records out.
+
+Pure CPU work without Kafka, run off the event loop by the app. Every input
+record leaves as exactly one output: a score on the output topic or its
+original bytes on the dead-letter topic with the reason in its headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from export.errors import HeadlineScorerError
+from export.runtime import ScoreBatch, ScoringModel
+from stream.dlq import dead_letter_headers
+from stream.drift import SlidingWindowDrift
+from stream.events import EventRejected, HeadlineEvent, decode_event, encode_scores, event_time_seconds
+from stream.metrics import ScorerMetrics
+from stream.sink import OutRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None  # Kafka record timestamp
+
+
+@dataclass
+class BatchResult:
+    scores: list[OutRecord] = field(default_factory=list)
+    dead_letters: list[OutRecord] = field(default_factory=list)
+
+
+class BatchScorer:
+    def __init__(
+        self,
+        metrics: ScorerMetrics,
+        *,
+        max_event_bytes: int,
+        drift_factory: Callable[[ScoringModel], SlidingWindowDrift] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.max_event_bytes = max_event_bytes
+        self.drift_factory = drift_factory
+        self.drift: SlidingWindowDrift | None = None
+        self._drift_version: str | None = None
+        self.clock = clock
+
+    def _dead_letter(self, record: InRecord, reason: str, error: str, out: BatchResult) -> None:
+        headers = dead_letter_headers(
+            reason=reason,
+            error=error,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            now=datetime.fromtimestamp(self.clock(), UTC),
+        )
+        out.dead_letters.append(OutRecord(record.key, record.value, headers))
+        self.metrics.dead_lettered(reason)
+        logger.debug("%s[%d]@%d dead-lettered (%s): %s", record.topic, record.partition, record.offset, reason, error)
+
+    def process(self, model: ScoringModel, records: Sequence[InRecord]) -> BatchResult:
+        out = BatchResult()
+        self.metrics.consumed(len(records))
+        valid: list[tuple[InRecord, HeadlineEvent]] = []
+        for record in records:
+            try:
+                valid.append((record, decode_event(record.value, self.max_event_bytes)))
+            except EventRejected as exc:
+                self._dead_letter(record, exc.reason, exc.message, out)
+        if not valid:
+            return out
+        started = time.perf_counter()
+        try:
+            batches = [(valid, self._score(model, valid))]
+        except Exception as exc:  # a batch failed: isolate the event(s) that fail alone
+            logger.warning("batch of %d failed to score (%r); scoring one by one", len(valid), exc)
+            batches = []
+            for pair in valid:
+                try:
+                    batches.append(([pair], self._score(model, [pair])))
+                except Exception as single_exc:
+                    self._dead_letter(pair[0], "scoring_error", repr(single_exc), out)
+        inference = time.perf_counter() - started
+        scored_at = self.clock()
+        for pairs, scores in batches:
+            self._emit(model, pairs, scores, scored_at, inference, out)
+        return out
+
+    @staticmethod
+    def _score(model: ScoringModel, pairs: Sequence[tuple[InRecord, HeadlineEvent]]) -> ScoreBatch:
+        scores = model.score([ev.title for _, ev in pairs], [ev.category for _, ev in pairs])
+        if len(scores) != len(pairs) or not np.all(np.isfinite(scores.quality_prob)):
+            raise HeadlineScorerError("model returned a wrong number of scores or non-finite values")
+        return scores
+
+    def _emit(
+        self,
+        model: ScoringModel,
+        pairs: Sequence[tuple[InRecord, HeadlineEvent]],
+        scores: ScoreBatch,
+        scored_at: float,
+        inference_seconds: float,
+        out: BatchResult,
+    ) -> None:
+        event_times = [event_time_seconds(ev, rec.timestamp_ms, scored_at) for rec, ev in pairs]
+        values = encode_scores(
+            [ev.id for _, ev in pairs],
+            scores.ctr,
+            scores.ctr_normalized,
+            scores.quality_prob,
+            scores.quality_label,
+            model_version=model.version,
+            event_times=event_times,
+            scored_at=scored_at,
+            partitions=[rec.partition for rec, _ in pairs],
+            offsets=[rec.offset for rec, _ in pairs],
+        )
+        for (_, ev), value in zip(pairs, values, strict=True):
+            out.scores.append(OutRecord(ev.id.encode(), value))
+        self.metrics.observe_batch(
+            len(pairs),
+            inference_seconds,
+            latencies=[scored_at - t for t in event_times],
+            ctr=scores.ctr,
+            quality=scores.quality_prob,
+        )
+        drift = self._drift_for(model)
+        if drift is not None:
+            drift.update(scores.signals, scores.categories, scores.category_known)
+
+    def publish_drift(self) -> None:
+        """Export the drift window's PSI per signal and unseen-category share (scoring thread only)."""
+        if self.drift is not None:
+            snapshot = self.drift.compute()
+            self.metrics.set_drift(snapshot.psi, snapshot.unseen_share)
+
+    def _drift_for(self, model: ScoringModel) -> SlidingWindowDrift | None:
+        """The drift window of the serving model (a new model brings a new reference)."""
+        if self.drift_factory is None:
+            return None
+        if self._drift_version != model.version:
+            self.drift = self.drift_factory(model)
+            self._drift_version = model.version
+        return self.drift

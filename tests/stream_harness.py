@@ -1,0 +1,194 @@
+"""Helpers for tests that run real scorer workers against a real broker.
+
+A worker is a subprocess (``python -m headline_scorer.cli worker``) configured
+only through its environment, as in production; tests talk to it over Kafka
+and HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Topics:
+    input: str
+    output: str
+    dlq: str
+
+    @classmethod
+    def unique(cls) -> Topics:
+        tag = uuid.uuid4().hex[:8]
+        return cls(f"headlines-{tag}", f"scores-{tag}", f"dlq-{tag}")
+
+
+@dataclass
+class WorkerProcess:
+    bootstrap: str
+    registry: Path
+    topics: Topics
+    app_id: str
+    log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "INPUT_TOPIC": self.topics.input,
+                "OUTPUT_TOPIC": self.topics.output,
+                "DLQ_TOPIC": self.topics.dlq,
+                "TOPIC_PARTITIONS": "4",
+                "MODEL_REGISTRY": str(self.registry),
+                "SCORER_APP_ID": self.app_id,
+                "WEB_HOST": "127.0.0.1",
+                "WEB_PORT": str(self.port),
+                "RELOAD_POLL_SECONDS": "0.5",
+                "COMMIT_INTERVAL_SECONDS": "0.5",
+                "LOG_LEVEL": "INFO",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "headline_scorer.cli", "worker"],
+            env=self.env(),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+                return int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read()
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                status, _ = self.get("/ready")
+                if status == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready within {timeout} s:\n{self.log()[-4000:]}")
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of ``/metrics`` as ``name{labels}`` -> value."""
+        status, body = self.get("/metrics")
+        assert status == 200
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}"] = sample.value
+        return out
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def event(id_: str, title: str, category: str | None = "tech") -> bytes:
+    return json.dumps({"id": id_, "title": title, "category": category}).encode()
+
+
+async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    n = 0
+    try:
+        futures = []
+        for key, value in records:
+            futures.append(await producer.send(topic, value=value, key=key))
+            n += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def consume_until(
+    bootstrap: str, topics: Sequence[str], expected: int, timeout: float = 60.0
+) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+    """Read ``topics`` from the beginning until ``expected`` records arrived (or time is up)."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    out: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp, records in batch.items():
+                out.extend((tp.topic, r.key, r.value, list(r.headers)) for r in records)
+        # a short grace period shows whether more than expected arrive
+        extra = await consumer.getmany(timeout_ms=300)
+        for tp, records in extra.items():
+            out.extend((tp.topic, r.key, r.value, list(r.headers)) for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def stop_all(workers: Iterable[WorkerProcess]) -> None:
+    for worker in workers:
+        worker.stop()

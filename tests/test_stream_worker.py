@@ -1,0 +1,216 @@
+"""The scorer worker end to end: real broker, real worker processes, real model registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import time
+import uuid
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from export.registry import Registry
+from tests.export_support import _tempdir, sample_checkpoint, sample_data
+from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+TITLES = [
+    "Ten things nobody tells you about saving for retirement",
+    "City council approves new bike lanes downtown",
+    "Why this tiny startup is taking on the cloud giants",
+    "Scientists discover a new species of deep-sea fish",
+    "The one trick that makes your laptop battery last longer",
+]
+
+
+@cache
+def _template_registry() -> tuple[Path, str, str]:
+    """A registry with two good versions (the first current) exported from the sample model."""
+    from training.export_model import export_to_registry
+
+    root = _tempdir("hs-stream-registry-") / "registry"
+    registry = Registry(root)
+    first = export_to_registry(sample_checkpoint(), sample_data(), registry).version
+    time.sleep(1.1)  # version names carry the time in seconds
+    second = export_to_registry(sample_checkpoint(), sample_data(), registry, make_current=False).version
+    return root, first, second
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> tuple[Path, str, str]:
+    root, first, second = _template_registry()
+    dest = tmp_path / "registry"
+    shutil.copytree(root, dest)
+    return dest, first, second
+
+
+def _worker(bootstrap: str, registry: Path, topics: Topics, tmp_path: Path, app_id: str, n: int = 0) -> WorkerProcess:
+    return WorkerProcess(bootstrap, registry, topics, app_id, tmp_path / f"worker-{n}.log")
+
+
+def _valid(n: int, prefix: str = "ev") -> list[tuple[bytes, bytes]]:
+    return [(f"{prefix}-{i}".encode(), event(f"{prefix}-{i}", TITLES[i % len(TITLES)])) for i in range(n)]
+
+
+INVALID: dict[str, tuple[bytes | None, bytes | None]] = {
+    "not_utf8": (b"bad-1", b'{"id": "x", "title": "\xff\xfe"}'),
+    "not_json": (b"bad-2", b'{"id": "x", "title": '),
+    "schema": (b"bad-3", b'{"id": "x"}'),
+    "too_large": (b"bad-4", json.dumps({"id": "big", "title": "a" * 100_000}).encode()),
+    "null_value": (b"bad-5", None),
+}
+
+
+def _parse_scores(records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]], topic: str) -> list[dict[str, object]]:
+    return [json.loads(v) for t, _, v, _ in records if t == topic and v is not None]
+
+
+def test_valid_and_invalid_events_are_scored_or_dead_lettered(
+    kafka_bootstrap: str, registry: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, current, _ = registry
+    topics = Topics.unique()
+    worker = _worker(kafka_bootstrap, root, topics, tmp_path, f"t-{uuid.uuid4().hex[:6]}").start()
+    try:
+        seconds_to_ready = worker.wait_ready()
+        n_valid = 300
+        records = _valid(n_valid) + list(INVALID.values())
+        asyncio.run(produce(kafka_bootstrap, topics.input, records))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output, topics.dlq], n_valid + len(INVALID)))
+        scores = _parse_scores(out, topics.output)
+        assert sorted(s["id"] for s in scores) == sorted(f"ev-{i}" for i in range(n_valid))
+        assert {s["model_version"] for s in scores} == {current}
+        for s in scores:
+            assert 0.0 <= float(s["quality_prob"]) <= 1.0  # type: ignore[arg-type]
+            assert isinstance(s["quality_label"], bool)
+        dead = [(k, v, dict(h)) for t, k, v, h in out if t == topics.dlq]
+        reasons = {h["dlq.reason"].decode(): (k, v) for k, v, h in dead}
+        assert len(dead) == len(INVALID)
+        assert reasons == INVALID  # original key and bytes unchanged, right reason each
+        for _, _, headers in dead:
+            assert headers["dlq.source_topic"].decode() == topics.input
+            assert int(headers["dlq.source_offset"]) >= 0
+        time.sleep(1.5)  # one housekeeping tick
+        metrics = worker.metrics()
+        assert metrics["headline_scorer_events_consumed_total{}"] == n_valid + len(INVALID)
+        assert metrics["headline_scorer_events_scored_total{}"] == n_valid
+        for reason in INVALID:
+            assert metrics[f"headline_scorer_events_dead_lettered_total{{reason={reason}}}"] == 1
+        assert metrics["headline_scorer_events_dead_lettered_total{reason=scoring_error}"] == 0
+        assert metrics[f"headline_scorer_model_info{{version={current}}}"] == 1
+        assert metrics["headline_scorer_ready{}"] == 1
+        assert worker.get("/live")[0] == 200
+        assert seconds_to_ready < 60
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+
+def test_sigkill_mid_stream_then_restart_scores_every_event(
+    kafka_bootstrap: str, registry: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, _, _ = registry
+    topics = Topics.unique()
+    app_id = f"t-{uuid.uuid4().hex[:6]}"
+    worker = _worker(kafka_bootstrap, root, topics, tmp_path, app_id).start()
+    restarted: WorkerProcess | None = None
+    n = 6000
+    try:
+        worker.wait_ready()
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(n)))
+        # kill once some, but not all, scores are out
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if worker.metrics().get("headline_scorer_events_scored_total{}", 0) > 500:
+                break
+            time.sleep(0.05)
+        worker.stop(signal.SIGKILL)
+        restarted = _worker(kafka_bootstrap, root, topics, tmp_path, app_id, 1).start()
+        restarted.wait_ready()
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], n, timeout=90))
+        ids = Counter(json.loads(v)["id"] for _, _, v, _ in out if v is not None)
+        assert set(ids) == {f"ev-{i}" for i in range(n)}  # at least once
+        assert sum(ids.values()) >= n
+    finally:
+        worker.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_hot_reload_switches_version_without_loss_and_rejects_a_broken_one(
+    kafka_bootstrap: str, registry: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, first, second = registry
+    reg = Registry(root)
+    topics = Topics.unique()
+    worker = _worker(kafka_bootstrap, root, topics, tmp_path, f"t-{uuid.uuid4().hex[:6]}").start()
+    try:
+        worker.wait_ready()
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(200, "a")))
+        reg.promote(second)
+        deadline = time.monotonic() + 20
+        while worker.metrics().get(f"headline_scorer_model_info{{version={second}}}") != 1:
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            time.sleep(0.2)
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(200, "b")))
+        # a broken version: its ONNX file is corrupted on disk after publishing
+        broken_dir = reg.version_dir(first)
+        (broken_dir / "model.onnx").write_bytes(b"not an onnx model")
+        reg.promote(first)
+        deadline = time.monotonic() + 20
+        while worker.metrics().get("headline_scorer_model_reload_failures_total{}", 0) < 1:
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            time.sleep(0.2)
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(200, "c")))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 600))
+        scores = _parse_scores(out, topics.output)
+        by_prefix: dict[str, set[str]] = {}
+        for s in scores:
+            by_prefix.setdefault(str(s["id"]).split("-")[0], set()).add(str(s["model_version"]))
+        assert {str(s["id"]) for s in scores} >= {f"{p}-{i}" for p in "abc" for i in range(200)}
+        assert by_prefix["b"] == {second}
+        assert by_prefix["c"] == {second}  # the broken version never served
+        metrics = worker.metrics()
+        assert metrics[f"headline_scorer_model_info{{version={second}}}"] == 1
+        assert f"headline_scorer_model_info{{version={first}}}" not in metrics
+        assert metrics["headline_scorer_model_reloads_total{}"] == 1
+    finally:
+        worker.stop()
+
+
+def test_two_workers_share_partitions_and_one_takes_over(
+    kafka_bootstrap: str, registry: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, _, _ = registry
+    topics = Topics.unique()
+    app_id = f"t-{uuid.uuid4().hex[:6]}"
+    a = _worker(kafka_bootstrap, root, topics, tmp_path, app_id, 0).start()
+    b = _worker(kafka_bootstrap, root, topics, tmp_path, app_id, 1).start()
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        deadline = time.monotonic() + 40  # wait until the group has settled with both
+        while time.monotonic() < deadline:
+            lag_a = [k for k in a.metrics() if k.startswith("headline_scorer_consumer_lag_messages")]
+            lag_b = [k for k in b.metrics() if k.startswith("headline_scorer_consumer_lag_messages")]
+            if lag_a and lag_b and len(lag_a) + len(lag_b) == 4:
+                break
+            time.sleep(0.5)
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(400, "p")))
+        first = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 400))
+        assert {json.loads(v)["id"] for _, _, v, _ in first if v} == {f"p-{i}" for i in range(400)}
+        scored_a = a.metrics()["headline_scorer_events_scored_total{}"]
+        scored_b = b.metrics()["headline_scorer_events_scored_total{}"]
+        assert scored_a > 0 and scored_b > 0  # both held partitions
+        assert a.stop() == 0
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(400, "q")))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 800, timeout=90))
+        assert {json.loads(v)["id"] for _, _, v, _ in out if v} >= {f"q-{i}" for i in range(400)}
+    finally:
+        a.stop()
+        b.stop()
