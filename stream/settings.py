@@ -50,7 +50,7 @@ class StreamSettings(BaseSettings):
     batch_max_wait_seconds: float = Field(default=0.02, gt=0, le=60)
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=60_000)
     max_event_bytes: int = Field(default=65536, ge=64)
-    web_host: str = "0.0.0.0"  # noqa: S104 - a worker serves /metrics to the cluster
+    web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=0, le=65535)
     onnx_intra_op_threads: int = Field(default=1, ge=1, le=256)
     reload_poll_seconds: float = Field(default=2.0, gt=0)
@@ -75,8 +75,7 @@ class StreamSettings(BaseSettings):
         topics = [self.input_topic, self.output_topic, self.dlq_topic]
         if len(set(topics)) != 3:
             raise ValueError(
-                "expected INPUT_TOPIC, OUTPUT_TOPIC and DLQ_TOPIC to be three different topics, "
-                f"got {topics}"
+                f"expected INPUT_TOPIC, OUTPUT_TOPIC and DLQ_TOPIC to be three different topics, got {topics}"
             )
         sasl = self.kafka_security_protocol.startswith("SASL_")
         if sasl:
@@ -111,7 +110,7 @@ class StreamSettings(BaseSettings):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
-        """Read the environment (``overrides`` win); raise :class:`SettingsError` with one line per problem."""
+        """Read the environment (``overrides`` win); :class:`SettingsError` lists every problem."""
         try:
             return cls(**overrides)
         except ValidationError as exc:
