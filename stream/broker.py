@@ -168,7 +168,12 @@ class EmbeddedBroker:
         command = self.command()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
         self._finalizer = weakref.finalize(self, _terminate, self._process, 5.0)
         logger.info(
