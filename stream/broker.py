@@ -129,6 +129,7 @@ class EmbeddedBroker:
         self.port = port if port is not None else free_port(host)
         self.binary = binary
         self.startup_timeout = startup_timeout
+        self._own_log = log_path is None
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"headline-scorer-broker-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -204,7 +205,17 @@ class EmbeddedBroker:
         logger.info("embedded broker on %s stopped (exit code %s)", self.bootstrap, self._process.returncode)
         if self._finalizer is not None:
             self._finalizer.detach()
+        clean = self._process.returncode in (0, -15)
         self._process = None
+        if clean and self._own_log:  # keep the log of a broker that died badly
+            self.log_path.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL the process (a crash, for fault tests); :meth:`start` or :meth:`restart` brings it back."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self.stop()
 
     def restart(self) -> None:
         """Stop and start again on the same port (storage is memory: topics are gone)."""

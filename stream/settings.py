@@ -143,6 +143,11 @@ class StreamSettings(BaseSettings):
             kwargs["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return kwargs
 
+    def broker_urls(self) -> list[str]:
+        """``KAFKA_BOOTSTRAP_SERVERS`` as faust broker URLs (``["kafka://host:port", ...]``)."""
+        hosts = [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
+        return [h if "://" in h else f"kafka://{h}" for h in hosts]
+
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """``bootstrap_servers`` plus :meth:`kafka_security_kwargs`: enough to build any aiokafka client."""
         return {"bootstrap_servers": self.kafka_bootstrap_servers, **self.kafka_security_kwargs()}

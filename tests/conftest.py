@@ -70,6 +70,7 @@ def topic_factory(kafka_client_kwargs: dict[str, Any]) -> Iterator[Callable[...,
     from stream.topics import TopicSpec, create_topics
 
     created: list[str] = []
+    shared_broker = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
 
     def make(partitions: int = 1, prefix: str = "test") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"
@@ -78,7 +79,7 @@ def topic_factory(kafka_client_kwargs: dict[str, Any]) -> Iterator[Callable[...,
         return name
 
     yield make
-    if created and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):  # the embedded broker forgets on exit
+    if created and shared_broker:  # the embedded broker forgets everything on exit
         from stream.topics import delete_topics
 
         with contextlib.suppress(Exception):

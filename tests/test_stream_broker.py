@@ -94,9 +94,14 @@ def test_restart_on_the_same_port(
     # memory storage: the restarted broker starts empty, and works
     assert run_sync(create_topics(kwargs, [TopicSpec("before", 1)])) == ["before"]
     run_sync(produce(kwargs, "before", [(b"k", b"v")]))
-    embedded_broker.stop()
+    embedded_broker.kill()
     assert not embedded_broker.running
     assert not run_sync(answers_metadata(embedded_broker.bootstrap, timeout=0.5))
+    embedded_broker.start()  # after a crash, on the same port again
+    assert embedded_broker.port == port and run_sync(answers_metadata(embedded_broker.bootstrap))
+    embedded_broker.stop()
+    assert not embedded_broker.running
+    assert not embedded_broker.log_path.exists()  # a clean stop removes its own log
 
 
 def test_failed_start_is_a_broker_error(tmp_path: Any) -> None:

@@ -85,6 +85,7 @@ def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert s.batch_max_wait_seconds == 0.5
     assert s.log_level == "DEBUG"
     assert s.kafka_client_kwargs()["bootstrap_servers"] == "broker-1:9093,broker-2:9093"
+    assert s.broker_urls() == ["kafka://broker-1:9093", "kafka://broker-2:9093"]
 
 
 def test_frozen() -> None:
