@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,3 +28,101 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not available at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --- Kafka: one broker per session (the embedded Tansu unless KAFKA_BOOTSTRAP_SERVERS is set) ---
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a Kafka-protocol broker: ``KAFKA_BOOTSTRAP_SERVERS``, else an embedded one."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    from stream.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_client_kwargs(kafka_bootstrap: str) -> dict[str, Any]:
+    """aiokafka client arguments for ``kafka_bootstrap`` (security from the KAFKA_* variables)."""
+    from stream.settings import StreamSettings
+
+    return StreamSettings.from_env(kafka_bootstrap_servers=kafka_bootstrap).kafka_client_kwargs()
+
+
+@pytest.fixture
+def embedded_broker() -> Iterator[Any]:
+    """A fresh embedded broker of the test's own (for fault tests that stop or restart it)."""
+    from stream.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def topic_factory(kafka_client_kwargs: dict[str, Any]) -> Iterator[Callable[..., str]]:
+    """``make(partitions=1, prefix="test") -> name``: a new, uniquely named topic on the session broker."""
+    from stream.broker import run_sync
+    from stream.topics import TopicSpec, create_topics
+
+    created: list[str] = []
+    shared_broker = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+
+    def make(partitions: int = 1, prefix: str = "test") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        run_sync(create_topics(kafka_client_kwargs, [TopicSpec(name, partitions)]))
+        created.append(name)
+        return name
+
+    yield make
+    if created and shared_broker:  # the embedded broker forgets everything on exit
+        from stream.topics import delete_topics
+
+        with contextlib.suppress(Exception):
+            run_sync(delete_topics(kafka_client_kwargs, created))
+
+
+@pytest.fixture
+def read_topic(kafka_client_kwargs: dict[str, Any]) -> Callable[..., list[Any]]:
+    """``read(topic, expected, timeout=20, settle=0.5) -> [ConsumerRecord]``: every record of ``topic``.
+
+    Reads all partitions from the beginning without a consumer group until ``expected`` records
+    arrived, then ``settle`` seconds more to catch extras (watermarks cannot be trusted on Tansu).
+    """
+    from stream.broker import run_sync
+
+    async def read(topic: str, expected: int, timeout: float, settle: float) -> list[Any]:
+        import asyncio
+
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(**kafka_client_kwargs, enable_auto_commit=False, fetch_max_wait_ms=50)
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or set()
+            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+            await consumer.seek_to_beginning()
+            records: list[Any] = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:
+                batches = await consumer.getmany(timeout_ms=100)
+                for batch in batches.values():
+                    records.extend(batch)
+                if len(records) >= expected:
+                    deadline = min(deadline, loop.time() + settle)
+            return records
+        finally:
+            await consumer.stop()
+
+    def run(topic: str, expected: int, timeout: float = 20.0, settle: float = 0.5) -> list[Any]:
+        return run_sync(read(topic, expected, timeout, settle))
+
+    return run

