@@ -151,43 +151,27 @@ def sample(
 @app.command()
 @_fail_cleanly
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where the demo writes its run.")] = Path("runs/demo"),
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1)] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where the demo keeps its model, registry and logs.")] = Path(
+        "runs/demo"
+    ),
+    rate: Annotated[float, typer.Option("--rate", min=1, help="Events per second to replay.")] = 300.0,
+    invalid_share: Annotated[
+        float, typer.Option("--invalid-share", min=0.0, max=1.0, help="Share of invalid events to inject.")
+    ] = 0.03,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs if a model must be trained.")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Keep the worker running until Ctrl-C.")] = False,
     log_level: LogOption = None,
 ) -> None:
-    """The main job on the bundled sample: train, evaluate, report, and score the inference sample."""
-    configure_logging(log_level)
-    from headline_scorer import SAMPLE_DATA
-    from training.data import load_dataset
-    from training.evaluate import write_predictions
-    from training.mapping import SEED
-    from training.predict import TrainedModel
-    from training.run import run_training
-    from training.train import TrainConfig
+    """The main job: embedded broker, model (trained and published if missing), worker, replayed headlines."""
+    configure_logging(log_level or "WARNING")
+    from headline_scorer.demo import DemoConfig, run_demo
 
-    dataset = load_dataset(SAMPLE_DATA / "train.csv", SEED)
-    typer.echo(dataset.summary.render())
-    config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
-    outcome = run_training(dataset, out / "model", config)
-    ev = outcome.evaluation
-    unlabelled = load_dataset(SAMPLE_DATA / "inference.csv", SEED)
-    trained = TrainedModel.from_checkpoint(out / "model")
-    write_predictions(
-        out / "inference_predictions.csv",
-        unlabelled,
-        trained.predict(unlabelled.titles, unlabelled.categories),
+    out.mkdir(parents=True, exist_ok=True)
+    outcome = run_demo(
+        DemoConfig(out=out, rate=rate, invalid_share=invalid_share, epochs=epochs, serve=serve)
     )
-    typer.echo(
-        f"\nvalidation: quality ROC AUC {ev.quality_roc_auc:.3f}, F1 {ev.quality_f1:.3f}, "
-        f"CTR MAE {ev.ctr_mae_normalized:.4f} (mean baseline {ev.ctr_mae_baseline_normalized:.4f}), "
-        f"Spearman {ev.ctr_spearman:.3f}"
-    )
-    typer.echo(f"report:      {out / 'model' / 'report.md'}")
-    typer.echo(f"checkpoint:  {out / 'model' / 'best.pt'}")
-    typer.echo(f"inference:   {out / 'inference_predictions.csv'} ({len(unlabelled)} headlines scored)")
-
-
-register_stream_commands(app, _fail_cleanly)
+    if not outcome.complete:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,4 +1,4 @@
-"""Streaming-side commands of ``headline-scorer``: ``broker`` and ``replay``.
+"""Streaming-side commands of ``headline-scorer``: ``broker``, ``replay`` and ``worker``.
 
 Registered on the main app by :func:`register` (``headline_scorer/cli.py``).
 Kafka settings come from the environment (:class:`stream.settings.StreamSettings`);
@@ -90,7 +90,21 @@ def replay(
         raise typer.Exit(code=1)
 
 
+def worker(log_level: LogOption = None) -> None:
+    """Run a scorer worker (the production entry point); all settings come from the environment."""
+    from stream.settings import StreamSettings
+
+    settings = StreamSettings.from_env()
+    configure_logging(log_level or settings.log_level)
+    from stream.topics import ensure_topics_sync
+    from stream.worker import run_worker
+
+    ensure_topics_sync(settings)
+    run_worker(settings)
+
+
 def register(app: typer.Typer, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     """Add the streaming commands to ``app``; ``wrap`` turns deliberate errors into clean exits."""
     app.command("broker")(wrap(broker))
     app.command("replay")(wrap(replay))
+    app.command("worker")(wrap(worker))

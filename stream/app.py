@@ -176,9 +176,8 @@ def faust_credentials(settings: StreamSettings) -> Any:
 
 
 def faust_kwargs(settings: StreamSettings) -> dict[str, Any]:
-    servers = [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
     return {
-        "broker": [f"kafka://{server}" for server in servers],
+        "broker": settings.broker_urls(),
         "broker_credentials": faust_credentials(settings),
         "broker_session_timeout": settings.broker_session_timeout_seconds,
         "broker_request_timeout": max(90.0, settings.broker_session_timeout_seconds * 3),

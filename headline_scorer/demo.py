@@ -1,0 +1,248 @@
+"""The one-command demo: broker, model, worker, replayed headlines, live scores.
+
+On a fresh checkout with nothing running: start the embedded broker, train on
+the bundled sample and publish a model if the demo registry has none, start a
+worker process, replay the sample headlines as events (with a few invalid
+ones), and show the latest scores and the dead-letter count until every event
+is accounted for. With ``serve`` it keeps running until Ctrl-C. Everything it
+started is stopped on the way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from export.errors import HeadlineScorerError
+from export.registry import Registry
+from headline_scorer import SAMPLE_DATA
+
+logger = logging.getLogger(__name__)
+
+
+class DemoError(HeadlineScorerError):
+    """The demo could not start one of its parts."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: Path = Path("runs/demo")
+    rate: float = 300.0
+    invalid_share: float = 0.03
+    epochs: int | None = None
+    serve: bool = False
+    timeout: float = 120.0
+
+
+@dataclass
+class DemoOutcome:
+    model_version: str
+    sent: int
+    scored: int
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    metrics_url: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.scored + sum(self.dead_lettered.values()) >= self.sent
+
+
+def ensure_model(out: Path, epochs: int | None, console: Console) -> tuple[Registry, str]:
+    """The demo registry's current version; trains on the sample and publishes one if there is none."""
+    registry = Registry(out / "registry")
+    current = registry.current_version()
+    if current is not None:
+        console.print(f"model registry {registry.root}: serving {current}")
+        return registry, current
+    from training.data import load_dataset
+    from training.export_model import export_to_registry
+    from training.mapping import SEED
+    from training.run import run_training
+    from training.train import TrainConfig
+
+    console.print("no model registered yet: training on the bundled sample")
+    data = load_dataset(SAMPLE_DATA / "train.csv", SEED)
+    config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
+    run_training(data, out / "model", config)
+    result = export_to_registry(out / "model" / "best.pt", data, registry)
+    console.print(f"exported and published {result.version} ({result.seconds:.1f} s); report {out / 'model' / 'report.md'}")
+    return registry, result.version
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/ready", timeout=1) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
+
+
+def _table(recent: deque[dict[str, object]], outcome: DemoOutcome) -> Group:
+    table = Table(title=f"latest scores (model {outcome.model_version})", expand=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("title")
+    table.add_column("ctr", justify="right")
+    table.add_column("quality", justify="right")
+    table.add_column("label", justify="center")
+    for row in list(recent)[-12:]:
+        table.add_row(
+            str(row["id"]),
+            str(row.get("title", ""))[:70],
+            f"{float(row['ctr']):.4f}",  # type: ignore[arg-type]
+            f"{float(row['quality_prob']):.3f}",  # type: ignore[arg-type]
+            "high" if row["quality_label"] else "low",
+        )
+    dlq = ", ".join(f"{k}={v}" for k, v in sorted(outcome.dead_lettered.items())) or "none"
+    status = Table.grid()
+    status.add_row(
+        f"sent {outcome.sent}  scored {outcome.scored}  dead-lettered {sum(outcome.dead_lettered.values())} ({dlq})"
+    )
+    status.add_row(f"metrics: {outcome.metrics_url}/metrics")
+    return Group(table, status)
+
+
+async def _watch(
+    bootstrap: str,
+    topics: tuple[str, str],
+    titles: dict[str, str],
+    outcome: DemoOutcome,
+    live: Live,
+    deadline: float,
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, fetch_max_wait_ms=50
+    )
+    await consumer.start()
+    recent: deque[dict[str, object]] = deque(maxlen=50)
+    try:
+        while not outcome.complete and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp, records in batch.items():
+                for rec in records:
+                    if tp.topic == topics[0] and rec.value is not None:
+                        row = json.loads(rec.value)
+                        row["title"] = titles.get(str(row["id"]), "")
+                        recent.append(row)
+                        outcome.scored += 1
+                    elif tp.topic == topics[1]:
+                        reason = dict(rec.headers).get("dlq.reason", b"?").decode()
+                        outcome.dead_lettered[reason] += 1
+            live.update(_table(recent, outcome))
+    finally:
+        await consumer.stop()
+
+
+def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
+    console = console or Console()
+    from headline_scorer.replay import load_rows, replay_events
+    from stream.broker import EmbeddedBroker, run_sync
+    from stream.settings import StreamSettings
+    from stream.topics import ensure_topics_sync
+
+    registry, version = ensure_model(config.out, config.epochs, console)
+    with EmbeddedBroker(log_path=config.out / "broker.log") as broker:
+        console.print(f"embedded broker: {broker.bootstrap}")
+        port = _free_port()
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "MODEL_REGISTRY": str(registry.root.resolve()),
+            "WEB_HOST": "127.0.0.1",
+            "WEB_PORT": str(port),
+            "SCORER_APP_ID": "headline-scorer-demo",
+        }
+        settings = StreamSettings.from_env(
+            kafka_bootstrap_servers=broker.bootstrap, model_registry=registry.root, web_port=port
+        )
+        ensure_topics_sync(settings)
+        log_path = config.out / "worker.log"
+        url = f"http://127.0.0.1:{port}"
+        with log_path.open("ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "headline_scorer.cli", "worker"],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the demo; it stops the worker in order
+            )
+        outcome = DemoOutcome(model_version=version, sent=0, scored=0, metrics_url=url)
+        try:
+            started = time.monotonic()
+            while not _ready(url):
+                if worker.poll() is not None:
+                    raise DemoError(f"the worker exited with code {worker.returncode}; see {log_path}")
+                if time.monotonic() - started > 60:
+                    raise DemoError(f"the worker was not ready within 60 s; see {log_path}")
+                time.sleep(0.2)
+            console.print(f"worker ready in {time.monotonic() - started:.1f} s; metrics at {url}/metrics")
+            rows = load_rows(SAMPLE_DATA / "train.csv", "seed")
+            titles = {row.id: row.title for row in rows}
+            report = run_sync(
+                replay_events(
+                    rows,
+                    client_kwargs=settings.kafka_client_kwargs(),
+                    topic=settings.input_topic,
+                    rate=config.rate,
+                    invalid_share=config.invalid_share,
+                    max_event_bytes=settings.max_event_bytes,
+                )
+            )
+            outcome.sent = report.sent
+            console.print(report.render())
+            with Live(console=console, refresh_per_second=4) as live:
+                asyncio.run(
+                    _watch(
+                        broker.bootstrap,
+                        (settings.output_topic, settings.dlq_topic),
+                        titles,
+                        outcome,
+                        live,
+                        time.monotonic() + config.timeout,
+                    )
+                )
+            if not outcome.complete:
+                raise DemoError(
+                    f"only {outcome.scored} scores and {sum(outcome.dead_lettered.values())} dead letters "
+                    f"for {outcome.sent} events within {config.timeout:.0f} s; see {log_path}"
+                )
+            console.print(
+                f"every event accounted for: {outcome.scored} scored, "
+                f"{sum(outcome.dead_lettered.values())} dead-lettered; metrics at {url}/metrics"
+            )
+            if config.serve:
+                console.print("serving; Ctrl-C stops the worker and the broker")
+                while worker.poll() is None:
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            console.print("stopping")
+        finally:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+    return outcome
