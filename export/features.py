@@ -24,11 +24,11 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from operator import itemgetter
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,7 +63,9 @@ class FeatureConfig(BaseModel):
     @classmethod
     def _ngram_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
         if value is not None and not 1 <= value[0] <= value[1]:
-            raise ValueError(f"expected an n-gram range (lo, hi) with 1 <= lo <= hi, or None (off); got {value}")
+            raise ValueError(
+                f"expected an n-gram range (lo, hi) with 1 <= lo <= hi, or None (off), got {value}"
+            )
         return value
 
 
@@ -282,7 +284,7 @@ class Featurizer:
             words = [w if w is not None else self._word(t) for w, t in zip(words, tokens, strict=True)]
             parts = list(map(_first, words))  # type: ignore[arg-type]
         if self._bigrams and len(tokens) > 1:
-            keys = map(_pair, zip(tokens, tokens[1:], strict=False))
+            keys = map(_pair, itertools.pairwise(tokens))
             parts.extend(map(self._bigram_ids.get, keys, itertools.repeat(b"")))
         n_words = sum(map(_second, words))  # type: ignore[arg-type]
         entry: _TitleEntry = (

@@ -38,7 +38,7 @@ HARD = [
     "x" * 5000,
     "word " * 1200,
     "😀🔥 emoji headline 👍🏽 family 👨‍👩‍👧",
-    "מדענים מצאו מים על מאדים: \"פריצת דרך\"",
+    'מדענים מצאו מים על מאדים: "פריצת דרך"',
     "Apple השיקה iPhone חדש — 你好 мир مرحبا",
     "control\x00chars\x07and\x1b[31mescapes\x7f",
     "\u202eevil\u202c right-to-left override",
