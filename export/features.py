@@ -362,7 +362,7 @@ class Featurizer:
         padded = np.zeros(mask.shape, dtype=np.int64)
         padded[mask] = ids
         cap = self._config.max_features_per_title
-        if padded.shape[1] > cap:
+        if int(mask.shape[-1]) > cap:
             padded, mask = padded[:, :cap], mask[:, :cap]
         weights = self._idf[padded]
         norm = np.sqrt(np.einsum("ij,ij->i", weights, weights))
