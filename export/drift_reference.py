@@ -53,7 +53,8 @@ class NumericBins(BaseModel):
     def _consistent(self) -> NumericBins:
         if len(self.proportions) != len(self.edges) + 1:
             raise ValueError(
-                f"expected len(proportions) == len(edges) + 1, got {len(self.proportions)} and {len(self.edges)}"
+                "expected len(proportions) == len(edges) + 1, "
+                f"got {len(self.proportions)} and {len(self.edges)}"
             )
         if any(not math.isfinite(e) for e in self.edges):
             raise ValueError(f"expected finite edges, got {self.edges}")

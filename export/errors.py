@@ -18,7 +18,7 @@ Every error the project raises on purpose derives from one root, so a caller
     │   │   └── CanaryError       the canary rows no longer score as recorded at export
     │   └── RegistryError         bad version name, no current version, failed publish/promote/rollback
     ├── ScoringError              a scoring call with malformed arguments (e.g. lengths differ)
-    └── GateRejected              retrain: the candidate is worse than the current model
+    └── GateRejectedError         retrain: the candidate is worse than the current model
 
 This module lives in ``export`` because ``training`` and ``stream`` both depend
 on ``export`` and never on each other.
@@ -87,5 +87,5 @@ class ScoringError(HeadlineScorerError):
     """A scoring call with malformed arguments."""
 
 
-class GateRejected(HeadlineScorerError):
+class GateRejectedError(HeadlineScorerError):
     """Retrain: the candidate model is worse than the current one by more than the tolerance."""

@@ -113,7 +113,7 @@ class CanaryRow(_Frozen):
 
 
 class Manifest(_Frozen):
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1] = 1
     model_version: str
     created_at: datetime
     weights_sha256: str

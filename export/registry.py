@@ -74,6 +74,7 @@ def fsync_tree(path: Path) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -139,7 +140,9 @@ class Registry:
     def new_staging_dir(self) -> Path:
         """An empty directory inside the registry (same file system, so publishing is a rename)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
+        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
+        path.chmod(0o755)  # readable by a stream worker running as another user
+        return path
 
     def _set_current(self, version: str) -> None:
         atomic_write_text(self.root / CURRENT_FILE, version + "\n")

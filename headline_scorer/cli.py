@@ -18,6 +18,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from export.errors import HeadlineScorerError
+from headline_scorer.cli_models import register as register_model_commands
 from headline_scorer.logconfig import configure_logging
 
 app = typer.Typer(
@@ -184,6 +185,9 @@ def demo(
     typer.echo(f"report:      {out / 'model' / 'report.md'}")
     typer.echo(f"checkpoint:  {out / 'model' / 'best.pt'}")
     typer.echo(f"inference:   {out / 'inference_predictions.csv'} ({len(unlabelled)} headlines scored)")
+
+
+register_model_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -19,10 +19,10 @@ rows not in the checkpoint's validation split.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -114,21 +114,21 @@ def onnx_bytes(trained: TrainedModel) -> bytes:
         "ctr_normalized": {0: "batch"},
         "quality_logit": {0: "batch"},
     }
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory(prefix="headline-onnx-") as tmp, warnings.catch_warnings():
+        path = Path(tmp) / MODEL_FILE
         # torch 2.13 deprecates the TorchScript exporter; the dynamo one needs onnxscript (not a dependency).
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model,
             example,
-            buffer,
+            path,
             input_names=list(ONNX_INPUTS),
             output_names=list(ONNX_OUTPUTS),
             dynamic_axes=dynamic,
             opset_version=17,
             dynamo=False,
         )
-    return buffer.getvalue()
+        return path.read_bytes()
 
 
 def _input_schema(n_numeric: int) -> InputSchema:
