@@ -151,9 +151,10 @@ def test_models_cli(tmp_path: Path, clock: object, sample_dir: Path) -> None:
     assert listed.exit_code == 0 and f"* {first}" in listed.output and f"  {second}" in listed.output
     shown = runner.invoke(app, ["models", "show", second, "--registry", str(reg)])
     assert shown.exit_code == 0 and read_manifest(reg / second).model_version in shown.output
-    assert runner.invoke(app, ["models", "promote", second, "--registry", str(reg)]).exit_code == 0
-    assert Registry(reg).current_version() == second
-    back = runner.invoke(app, ["models", "rollback", "--registry", str(reg)], env={"MODEL_REGISTRY": str(reg)})
+    newest = max(first, second)
+    assert runner.invoke(app, ["models", "promote", newest, "--registry", str(reg)]).exit_code == 0
+    assert Registry(reg).current_version() == newest
+    back = runner.invoke(app, ["models", "rollback"], env={"MODEL_REGISTRY": str(reg)})
     assert back.exit_code == 0 and Registry(reg).current_version() == min(first, second)
     bad = runner.invoke(app, ["models", "promote", "../x", "--registry", str(reg)])
     assert bad.exit_code == 2 and "expected a version name" in bad.output
