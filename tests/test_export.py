@@ -103,7 +103,7 @@ def test_parity_on_the_real_seed_data(shared_data: Path, tmp_path: Path) -> None
 def test_parity_failure_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ParityError, match=r"tolerance 1e-05"):
         compare([0.1, 0.2], [0.5, 0.5], [0.1, 0.2001], [0.5, 0.5], rows=2, hard_rows=0)
-    with pytest.raises(ParityError, match="NaN|inf|tolerance"):
+    with pytest.raises(ParityError, match=r"inf"):
         compare([0.1], [0.5], [float("nan")], [0.5], rows=1, hard_rows=0)
     # An impossible tolerance makes a real export fail, and nothing is left half-written to load.
     with pytest.raises(ParityError, match="parity failed"):
@@ -185,10 +185,14 @@ def test_drift_reference_matches_the_contract() -> None:
     assert cats[OTHER_CATEGORY] == 0.0 and sum(cats.values()) == pytest.approx(1.0)
     # Recompute the reference from the training rows through the runtime: same proportions.
     data = sample_data()
-    val_ids = set(json.loads(TrainedModel.from_checkpoint(sample_checkpoint()).checkpoint["split"])["val_ids"])
+    val_ids = set(
+        json.loads(TrainedModel.from_checkpoint(sample_checkpoint()).checkpoint["split"])["val_ids"]
+    )
     train_idx = np.array([i for i, row_id in enumerate(data.ids) if str(row_id) not in val_ids])
     train_rows = data.subset(train_idx)
-    scores = load_model(exported_version()).score(train_rows.titles, train_rows.categories or [None] * len(train_idx))
+    scores = load_model(exported_version()).score(
+        train_rows.titles, train_rows.categories or [None] * len(train_idx)
+    )
     for name, values in scores.signals.items():
         bins = drift.numeric[name]
         counts = np.bincount(bins.bin_of(values), minlength=len(bins.proportions)) / len(values)

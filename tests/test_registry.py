@@ -25,7 +25,11 @@ def clock() -> Iterator[object]:
 
 def _publish(registry: Registry, clock: object, make_current: bool = True) -> str:
     return export_to_registry(
-        sample_checkpoint(), sample_data(), registry, make_current=make_current, clock=clock  # type: ignore[arg-type]
+        sample_checkpoint(),
+        sample_data(),
+        registry,
+        make_current=make_current,
+        clock=clock,  # type: ignore[arg-type]
     ).version
 
 
@@ -45,7 +49,9 @@ def test_publish_makes_a_loadable_current_version(tmp_path: Path, clock: object)
     assert _entries(tmp_path / "reg") == sorted([CURRENT_FILE, version])  # no temp files or staging left
 
 
-@pytest.mark.parametrize("name", ["../etc", "CURRENT", "", "20260101T000000Z-ABCDEF12", "x/../../y", ".staging-1"])
+@pytest.mark.parametrize(
+    "name", ["../etc", "CURRENT", "", "20260101T000000Z-ABCDEF12", "x/../../y", ".staging-1"]
+)
 def test_version_names_are_validated(tmp_path: Path, name: str) -> None:
     with pytest.raises(RegistryError, match="expected a version name"):
         Registry(tmp_path).version_dir(name)

@@ -12,7 +12,14 @@ import pytest
 
 from export.drift_reference import NUMERIC_SIGNALS
 from export.errors import CanaryError, ManifestError, ModelLoadError, ScoringError
-from export.manifest import FEATURE_STATE_FILE, MODEL_FILE, manifest_digest, manifest_json, read_manifest, sha256_file
+from export.manifest import (
+    FEATURE_STATE_FILE,
+    MODEL_FILE,
+    manifest_digest,
+    manifest_json,
+    read_manifest,
+    sha256_file,
+)
 from export.onnx_export import stamp_metadata
 from export.runtime import ScoreBatch, load_model
 from tests.export_support import copy_version, exported_version, sample_data
@@ -83,7 +90,7 @@ def test_corrupt_file_is_detected(tmp_path: Path) -> None:
 def test_missing_file_and_missing_manifest(tmp_path: Path) -> None:
     version = copy_version(tmp_path / "v")
     (version / FEATURE_STATE_FILE).unlink()
-    with pytest.raises(ModelLoadError, match="feature_state.json: file listed in the manifest is missing"):
+    with pytest.raises(ModelLoadError, match=r"feature_state\.json: file listed in the manifest is missing"):
         load_model(version)
     (version / "manifest.json").unlink()
     with pytest.raises(ManifestError, match="manifest not found"):
@@ -113,9 +120,13 @@ def test_canaries_that_no_longer_score_as_recorded(tmp_path: Path) -> None:
     manifest = read_manifest(version)
     first = manifest.canaries[0].model_copy(update={"quality_prob": manifest.canaries[0].quality_prob + 0.01})
     manifest = manifest.model_copy(update={"canaries": [first, *manifest.canaries[1:]]})
-    graph = stamp_metadata((version / MODEL_FILE).read_bytes(), manifest.model_version, manifest_digest(manifest))
+    graph = stamp_metadata(
+        (version / MODEL_FILE).read_bytes(), manifest.model_version, manifest_digest(manifest)
+    )
     (version / MODEL_FILE).write_bytes(graph)
-    manifest = manifest.model_copy(update={"files": {**manifest.files, MODEL_FILE: sha256_file(version / MODEL_FILE)}})
+    manifest = manifest.model_copy(
+        update={"files": {**manifest.files, MODEL_FILE: sha256_file(version / MODEL_FILE)}}
+    )
     (version / "manifest.json").write_bytes(manifest_json(manifest))
     with pytest.raises(CanaryError, match="canary rows score differently"):
         load_model(version)
@@ -139,8 +150,11 @@ from export.registry import Registry
 from export.runtime import load_model
 model = load_model(Path({str(exported_version())!r}))
 scores = model.score(["Scientists find water on Mars", ""], ["Tech", None])
-print(json.dumps({{"torch": "torch" in sys.modules, "training": any(m.startswith("training") for m in sys.modules),
+loaded = set(sys.modules)
+print(json.dumps({{"torch": "torch" in loaded, "training": any(m.startswith("training") for m in loaded),
                   "n": len(scores)}}))
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"torch": False, "training": False, "n": 2}
