@@ -10,7 +10,15 @@ Every error the project raises on purpose derives from one root, so a caller
     │   └── MappingError          an unknown or malformed column mapping
     ├── CheckpointError           a checkpoint that cannot be written, read or trusted
     ├── FeatureStateError         fitted text/category state that is missing or inconsistent
-    └── ArtifactError             a model artifact (export/registry/runtime) that cannot be used
+    ├── ArtifactError             a model artifact (export/registry/runtime) that cannot be used
+    │   ├── ExportError           an export that cannot produce a valid artifact (inputs missing or wrong)
+    │   ├── ParityError           runtime scores differ from the PyTorch model beyond the tolerance
+    │   ├── ManifestError         manifest.json missing, unparsable or violating its schema
+    │   ├── ModelLoadError        a version that fails verification (file hashes, ONNX metadata, session)
+    │   │   └── CanaryError       the canary rows no longer score as recorded at export
+    │   └── RegistryError         bad version name, no current version, failed publish/promote/rollback
+    ├── ScoringError              a scoring call with malformed arguments (e.g. lengths differ)
+    └── GateRejectedError         retrain: the candidate is worse than the current model
 
 This module lives in ``export`` because ``training`` and ``stream`` both depend
 on ``export`` and never on each other.
@@ -49,3 +57,35 @@ class FeatureStateError(HeadlineScorerError):
 
 class ArtifactError(HeadlineScorerError):
     """A model artifact that cannot be used."""
+
+
+class ExportError(ArtifactError):
+    """The export cannot produce a valid artifact from these inputs."""
+
+
+class ParityError(ArtifactError):
+    """Runtime scores differ from the PyTorch model's by more than the tolerance."""
+
+
+class ManifestError(ArtifactError):
+    """manifest.json is missing, unparsable or violates the manifest schema."""
+
+
+class ModelLoadError(ArtifactError):
+    """A model version fails verification or cannot be loaded."""
+
+
+class CanaryError(ModelLoadError):
+    """The canary rows stored in the manifest no longer score as recorded."""
+
+
+class RegistryError(ArtifactError):
+    """A registry operation that cannot be done (bad name, no such version, failed publish)."""
+
+
+class ScoringError(HeadlineScorerError):
+    """A scoring call with malformed arguments."""
+
+
+class GateRejectedError(HeadlineScorerError):
+    """Retrain: the candidate model is worse than the current one by more than the tolerance."""

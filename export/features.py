@@ -28,10 +28,11 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from export.errors import FeatureStateError
 
@@ -48,16 +49,32 @@ class FeatureConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_title_chars: int = Field(default=300, ge=1, description="Titles are cut here before featurizing.")
-    word_ngrams: tuple[int, int] = (1, 2)
-    char_ngrams: tuple[int, int] = (3, 5)
+    word_ngrams: tuple[int, int] | None = Field(
+        default=(1, 2), description="Word n-gram sizes (only 1 and 2 are used); None turns them off."
+    )
+    char_ngrams: tuple[int, int] | None = Field(
+        default=(3, 5), description="Character n-gram sizes inside words; None turns them off."
+    )
     min_df: int = Field(default=2, ge=1)
     max_features: int = Field(default=50_000, ge=1)
     max_features_per_title: int = Field(default=400, ge=1)
 
+    @field_validator("word_ngrams", "char_ngrams")
+    @classmethod
+    def _ngram_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1]:
+            raise ValueError(
+                f"expected an n-gram range (lo, hi) with 1 <= lo <= hi, or None (off), got {value}"
+            )
+        return value
+
 
 def normalize_title(title: str, max_chars: int) -> str:
     """NFKC, control characters to spaces, case-folded, whitespace collapsed, cut to ``max_chars``."""
-    text = unicodedata.normalize("NFKC", title[: max_chars * 2]).translate(_CONTROL).casefold()
+    text = unicodedata.normalize("NFKC", title[: max_chars * 2])
+    if not text.isprintable():  # control characters are never printable: skip the slow translate
+        text = text.translate(_CONTROL)
+    text = text.casefold()
     return " ".join(text.split())[:max_chars]
 
 
@@ -68,11 +85,13 @@ def tokenize(normalized: str) -> list[str]:
 def title_features(tokens: Sequence[str], config: FeatureConfig) -> list[str]:
     """Feature strings of one tokenized title (with repeats; order of first appearance)."""
     out: list[str] = []
-    w_lo, w_hi = config.word_ngrams
+    w_lo, w_hi = config.word_ngrams or (0, -1)
     if w_lo <= 1 <= w_hi:
         out.extend("w:" + t for t in tokens)
     if w_lo <= 2 <= w_hi:
         out.extend(f"b:{a} {b}" for a, b in itertools.pairwise(tokens))
+    if config.char_ngrams is None:
+        return out
     c_lo, c_hi = config.char_ngrams
     for tok in tokens:
         padded = f" {tok} "
@@ -187,15 +206,28 @@ def fit_feature_state(
     )
 
 
+_IDS = np.dtype("<i4")  # feature ids inside the caches: 4-byte little-endian
+_first = itemgetter(0)
+_second = itemgetter(1)
+_third = itemgetter(2)
+_pair = " ".join
+#: Per title: packed feature ids and (words, unseen words, normalized length, digit, ?, !, quote).
+_TitleEntry = tuple[bytes, tuple[int, int, int, bool, bool, bool, bool]]
+
+
 class Featurizer:
     """Applies a fitted :class:`FeatureState`; never refits.
 
-    Per title the work is a regex split and one cached lookup per word (its
-    unigram and character n-gram ids); counting, TF-IDF weighting, the L2
-    norm and padding are vectorised over the whole batch.
+    Per title the work is one normalisation, one regex split and C-level
+    ``map`` lookups: every token's feature ids (unigram and character n-grams)
+    are cached as packed bytes, bigram ids come from a prebuilt table, and a
+    title's ids are one ``bytes.join``. Whole titles are cached too (bounded),
+    so a repeated headline costs one dictionary lookup. Counting, TF-IDF
+    weighting, the L2 norm and padding are vectorised over the whole batch.
     """
 
     _CACHE_LIMIT = 200_000
+    _TITLE_CACHE_LIMIT = 20_000
 
     def __init__(self, state: FeatureState) -> None:
         self.state = state
@@ -205,31 +237,71 @@ class Featurizer:
         self._categories = {c: i + 1 for i, c in enumerate(state.categories)}
         self._mean = np.asarray(state.numeric_mean, dtype=np.float64)
         self._std = np.asarray(state.numeric_std, dtype=np.float64)
-        self._word_cache: dict[str, tuple[list[int], bool, bool]] = {}
-        w_lo, w_hi = state.config.word_ngrams
+        self._word_cache: dict[str, tuple[bytes, int, int]] = {}
+        self._title_cache: dict[str, _TitleEntry] = {}
+        w_lo, w_hi = state.config.word_ngrams or (0, -1)
         self._unigrams = w_lo <= 1 <= w_hi
         self._bigrams = w_lo <= 2 <= w_hi
+        self._bigram_ids: dict[str, bytes] = (
+            {
+                f[2:]: np.array([i + 1], dtype=_IDS).tobytes()
+                for i, f in enumerate(state.vocabulary)
+                if f.startswith("b:")
+            }
+            if self._bigrams
+            else {}
+        )
 
-    def _word(self, token: str) -> tuple[list[int], bool, bool]:
-        """Feature ids of one token (unigram + character n-grams), whether it is a word, and a known one."""
-        cached = self._word_cache.get(token)
-        if cached is not None:
-            return cached
+    def _word(self, token: str) -> tuple[bytes, int, int]:
+        """Packed feature ids of one token (unigram + character n-grams), 1 if it is a word,
+        1 if it is a word outside the vocabulary."""
         index = self._index
         unigram = index.get("w:" + token)
         ids = [unigram] if unigram and self._unigrams else []
-        padded = f" {token} "
-        size = len(padded)
-        c_lo, c_hi = self._config.char_ngrams
-        for n in range(c_lo, min(c_hi, size) + 1):
-            for i in range(size - n + 1):
-                found = index.get("c:" + padded[i : i + n])
-                if found:
-                    ids.append(found)
-        entry = (ids, _is_word(token), unigram is not None)
+        if self._config.char_ngrams is not None:
+            padded = f" {token} "
+            size = len(padded)
+            c_lo, c_hi = self._config.char_ngrams
+            for n in range(c_lo, min(c_hi, size) + 1):
+                for i in range(size - n + 1):
+                    found = index.get("c:" + padded[i : i + n])
+                    if found:
+                        ids.append(found)
+        is_word = int(_is_word(token))
+        entry = (np.asarray(ids, dtype=_IDS).tobytes(), is_word, int(is_word and unigram is None))
         if len(self._word_cache) >= self._CACHE_LIMIT:
             self._word_cache.clear()
         self._word_cache[token] = entry
+        return entry
+
+    def _title(self, title: str) -> _TitleEntry:
+        normalized = normalize_title(title, self._config.max_title_chars)
+        tokens = _TOKEN.findall(normalized)
+        words = list(map(self._word_cache.get, tokens))
+        try:
+            parts: list[bytes] = list(map(_first, words))  # type: ignore[arg-type]
+        except TypeError:  # a token not in the cache yet (cheaper than scanning for None)
+            words = [w if w is not None else self._word(t) for w, t in zip(words, tokens, strict=True)]
+            parts = list(map(_first, words))  # type: ignore[arg-type]
+        if self._bigrams and len(tokens) > 1:
+            keys = map(_pair, itertools.pairwise(tokens))
+            parts.extend(map(self._bigram_ids.get, keys, itertools.repeat(b"")))
+        n_words = sum(map(_second, words))  # type: ignore[arg-type]
+        entry: _TitleEntry = (
+            b"".join(parts),
+            (
+                n_words,
+                sum(map(_third, words)),  # type: ignore[arg-type]
+                len(normalized),
+                _DIGIT.search(normalized) is not None,
+                "?" in normalized,
+                "!" in normalized,
+                _QUOTE.search(title) is not None,
+            ),
+        )
+        if len(self._title_cache) >= self._TITLE_CACHE_LIMIT:
+            self._title_cache.clear()
+        self._title_cache[title] = entry
         return entry
 
     def transform(
@@ -239,37 +311,22 @@ class Featurizer:
         size = len(titles)
         if categories is not None and len(categories) != size:
             raise ValueError(f"expected {size} categories, got {len(categories)}")
-        cfg = self._config
-        index = self._index
-        cache = self._word_cache
-        flat: list[int] = []
-        lengths = np.zeros(size, dtype=np.int64)
-        numeric = np.zeros((size, len(NUMERIC_FEATURES)), dtype=np.float64)
-        n_chars = np.zeros(size)
-        n_words = np.zeros(size)
+        entries = list(map(self._title_cache.get, titles))
+        try:
+            blobs: list[bytes] = list(map(_first, entries))  # type: ignore[arg-type]
+        except TypeError:  # some titles not cached yet
+            entries = [e if e is not None else self._title(t) for e, t in zip(entries, titles, strict=True)]
+            blobs = list(map(_first, entries))  # type: ignore[arg-type]
+        lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=size) // _IDS.itemsize
+        flat = np.frombuffer(b"".join(blobs), dtype=_IDS).astype(np.int64)
+        stats = np.array(list(map(_second, entries)), dtype=np.float64).reshape(size, 7)  # type: ignore[arg-type]
+        n_words = stats[:, 0]
+        numeric = np.empty((size, len(NUMERIC_FEATURES)), dtype=np.float64)
+        numeric[:, 0] = np.log1p(stats[:, 2])
+        numeric[:, 1] = np.log1p(n_words)
+        numeric[:, 2:] = stats[:, 3:]
         unknown = np.zeros(size)
-        for r, title in enumerate(titles):
-            normalized = normalize_title(title, cfg.max_title_chars)
-            tokens = tokenize(normalized)
-            start = len(flat)
-            words = 0
-            unseen = 0
-            for tok in tokens:
-                ids, is_word, known = cache.get(tok) or self._word(tok)
-                flat.extend(ids)
-                if is_word:
-                    words += 1
-                    unseen += not known
-            if self._bigrams:
-                for a, b in itertools.pairwise(tokens):
-                    found = index.get(f"b:{a} {b}")
-                    if found:
-                        flat.append(found)
-            lengths[r] = len(flat) - start
-            numeric[r] = _raw_numeric(title, normalized, words)
-            n_chars[r] = len(title)
-            n_words[r] = words
-            unknown[r] = unseen / words if words else 0.0
+        np.divide(stats[:, 1], n_words, out=unknown, where=n_words > 0)
         token_ids, token_weights = self._bags(flat, lengths)
         if categories is None:
             category_ids = np.zeros(size, dtype=np.int64)
@@ -282,14 +339,14 @@ class Featurizer:
             token_weights=token_weights,
             category_ids=category_ids,
             numeric=((numeric - self._mean) / self._std).astype(np.float32),
-            n_chars=n_chars,
-            n_words=n_words,
+            n_chars=np.fromiter(map(len, titles), dtype=np.float64, count=size),
+            n_words=n_words.copy(),
             unknown_share=unknown,
             category_known=category_ids > 0,
         )
 
     def _bags(
-        self, flat: list[int], lengths: NDArray[np.int64]
+        self, ids: NDArray[np.int64], lengths: NDArray[np.int64]
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Weight each feature occurrence by its IDF, L2-normalise per row, pad.
 
@@ -297,22 +354,17 @@ class Featurizer:
         the model sums: term frequency times IDF without sorting or counting.
         """
         size = lengths.shape[0]
-        cap = self._config.max_features_per_title
-        if not flat:
+        if ids.shape[0] == 0:
             return np.zeros((size, 1), dtype=np.int64), np.zeros((size, 1), dtype=np.float32)
-        ids = np.asarray(flat, dtype=np.int64)
-        rows = np.repeat(np.arange(size, dtype=np.int64), lengths)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        pos = np.arange(ids.shape[0]) - starts[rows]
-        if int(lengths.max()) > cap:
-            keep = pos < cap
-            ids, rows, pos = ids[keep], rows[keep], pos[keep]
-        w = self._idf[ids]
-        norm = np.sqrt(np.bincount(rows, weights=w * w, minlength=size))
-        w = w / norm[rows]
-        width = max(int(pos.max()) + 1, 1)
-        token_ids = np.zeros((size, width), dtype=np.int64)
-        token_weights = np.zeros((size, width), dtype=np.float32)
-        token_ids[rows, pos] = ids
-        token_weights[rows, pos] = w
-        return token_ids, token_weights
+        # Row-major boolean mask of occupied cells: assigning the concatenated ids through it
+        # puts each title's features, in order, at the start of its row.
+        mask = np.arange(int(lengths.max())) < lengths[:, None]
+        padded = np.zeros(mask.shape, dtype=np.int64)
+        padded[mask] = ids
+        cap = self._config.max_features_per_title
+        if int(mask.shape[-1]) > cap:
+            padded, mask = padded[:, :cap], mask[:, :cap]
+        weights = self._idf[padded]
+        norm = np.sqrt(np.einsum("ij,ij->i", weights, weights))
+        np.divide(weights, norm[:, None], out=weights, where=mask)
+        return padded, weights.astype(np.float32)

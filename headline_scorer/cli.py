@@ -18,6 +18,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from export.errors import HeadlineScorerError
+from headline_scorer.cli_models import register as register_model_commands
 from headline_scorer.cli_stream import register as register_stream_commands
 from headline_scorer.logconfig import configure_logging
 
@@ -151,14 +152,16 @@ def sample(
 @app.command()
 @_fail_cleanly
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where the demo keeps its model, registry and logs.")] = Path(
-        "runs/demo"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the demo keeps its model, registry and logs.")
+    ] = Path("runs/demo"),
     rate: Annotated[float, typer.Option("--rate", min=1, help="Events per second to replay.")] = 300.0,
     invalid_share: Annotated[
         float, typer.Option("--invalid-share", min=0.0, max=1.0, help="Share of invalid events to inject.")
     ] = 0.03,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs if a model must be trained.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Epochs if a model must be trained.")
+    ] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Keep the worker running until Ctrl-C.")] = False,
     log_level: LogOption = None,
 ) -> None:
@@ -172,6 +175,10 @@ def demo(
     )
     if not outcome.complete:
         raise typer.Exit(code=1)
+
+
+register_model_commands(app)
+register_stream_commands(app, _fail_cleanly)
 
 
 def main() -> None:  # pragma: no cover - console entry point

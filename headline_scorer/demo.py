@@ -79,7 +79,10 @@ def ensure_model(out: Path, epochs: int | None, console: Console) -> tuple[Regis
     config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
     run_training(data, out / "model", config)
     result = export_to_registry(out / "model" / "best.pt", data, registry)
-    console.print(f"exported and published {result.version} ({result.seconds:.1f} s); report {out / 'model' / 'report.md'}")
+    console.print(
+        f"exported and published {result.version} ({result.seconds:.1f} s); "
+        f"report {out / 'model' / 'report.md'}"
+    )
     return registry, result.version
 
 
@@ -117,7 +120,8 @@ def _table(recent: deque[dict[str, object]], outcome: DemoOutcome) -> Group:
     dlq = ", ".join(f"{k}={v}" for k, v in sorted(outcome.dead_lettered.items())) or "none"
     status = Table.grid()
     status.add_row(
-        f"sent {outcome.sent}  scored {outcome.scored}  dead-lettered {sum(outcome.dead_lettered.values())} ({dlq})"
+        f"sent {outcome.sent}  scored {outcome.scored}  "
+        f"dead-lettered {sum(outcome.dead_lettered.values())} ({dlq})"
     )
     status.add_row(f"metrics: {outcome.metrics_url}/metrics")
     return Group(table, status)
@@ -134,7 +138,11 @@ async def _watch(
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, fetch_max_wait_ms=50
+        *topics,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        fetch_max_wait_ms=50,
     )
     await consumer.start()
     recent: deque[dict[str, object]] = deque(maxlen=50)

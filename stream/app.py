@@ -123,7 +123,9 @@ class Scorer:
 
     def _sink(self) -> BatchSink:
         if self.sink is None:
-            self.sink = BatchSink(self.app.producer._ensure_producer(), self.gate)
+            # faust owns the aiokafka producer; the batch API needs the client itself
+            producer: Any = self.app.producer
+            self.sink = BatchSink(producer._ensure_producer(), self.gate)
         return self.sink
 
     # -- periodic ------------------------------------------------------------
@@ -279,7 +281,9 @@ def _wire(scorer: Scorer) -> None:
     async def ready_page(web: Any, request: Any) -> Any:
         scorer.update_lag()
         ok, why = scorer.health.ready()
-        return web.json({"ready": ok, "reason": why, "model_version": scorer.holder.version}, status=200 if ok else 503)
+        return web.json(
+            {"ready": ok, "reason": why, "model_version": scorer.holder.version}, status=200 if ok else 503
+        )
 
     async def live_page(web: Any, request: Any) -> Any:
         ok, why = scorer.health.live()

@@ -17,7 +17,7 @@ import numpy as np
 
 from export.errors import HeadlineScorerError
 from export.runtime import ScoreBatch, ScoringModel
-from stream.dlq import dead_letter_headers
+from stream.dlq import DeadLetterReason, dead_letter_headers
 from stream.drift import SlidingWindowDrift
 from stream.events import EventRejected, HeadlineEvent, decode_event, encode_scores, event_time_seconds
 from stream.metrics import ScorerMetrics
@@ -58,7 +58,7 @@ class BatchScorer:
         self._drift_version: str | None = None
         self.clock = clock
 
-    def _dead_letter(self, record: InRecord, reason: str, error: str, out: BatchResult) -> None:
+    def _dead_letter(self, record: InRecord, reason: DeadLetterReason, error: str, out: BatchResult) -> None:
         headers = dead_letter_headers(
             reason=reason,
             error=error,
@@ -69,7 +69,9 @@ class BatchScorer:
         )
         out.dead_letters.append(OutRecord(record.key, record.value, headers))
         self.metrics.dead_lettered(reason)
-        logger.debug("%s[%d]@%d dead-lettered (%s): %s", record.topic, record.partition, record.offset, reason, error)
+        logger.debug(
+            "%s[%d]@%d dead-lettered (%s): %s", record.topic, record.partition, record.offset, reason, error
+        )
 
     def process(self, model: ScoringModel, records: Sequence[InRecord]) -> BatchResult:
         out = BatchResult()

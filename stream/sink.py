@@ -36,7 +36,7 @@ def partition_for(key: bytes | None, n_partitions: int, fallback: int) -> int:
     """Java-compatible default partitioning; keyless records use ``fallback``."""
     if key is None:
         return fallback % n_partitions
-    return (murmur2(key) & 0x7FFFFFFF) % n_partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % n_partitions
 
 
 @dataclass

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -66,7 +66,7 @@ async def _finish_step(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
             return
 
 
-class ScorerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+class ScorerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         wait_ms = int(getattr(self.app, "fetch_max_wait_ms", 1500))
@@ -75,7 +75,7 @@ class ScorerConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: igno
         return consumer
 
 
-class ScorerConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class ScorerConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> ScorerConsumerThread:
         return ScorerConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -126,7 +126,7 @@ class ScorerConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     if flow_suspended():
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
-                        coro = callback(message)
+                        coro = cast(Coroutine[Any, Any, Any], callback(message))
                         try:
                             yielded = coro.send(None)
                         except StopIteration:
@@ -146,11 +146,11 @@ class ScorerConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             raise
 
 
-class ScorerTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+class ScorerTransport(faust_aiokafka.Transport):
     Consumer = ScorerConsumer
 
 
-class ScorerFaustApp(faust.App):  # type: ignore[misc]
+class ScorerFaustApp(faust.App):
     """faust.App using :class:`ScorerTransport`; carries the fetch wait and commit gate."""
 
     fetch_max_wait_ms: int = 1500

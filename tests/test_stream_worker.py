@@ -50,7 +50,9 @@ def registry(tmp_path: Path) -> tuple[Path, str, str]:
     return dest, first, second
 
 
-def _worker(bootstrap: str, registry: Path, topics: Topics, tmp_path: Path, app_id: str, n: int = 0) -> WorkerProcess:
+def _worker(
+    bootstrap: str, registry: Path, topics: Topics, tmp_path: Path, app_id: str, n: int = 0
+) -> WorkerProcess:
     return WorkerProcess(bootstrap, registry, topics, app_id, tmp_path / f"worker-{n}.log")
 
 
@@ -67,7 +69,9 @@ INVALID: dict[str, tuple[bytes | None, bytes | None]] = {
 }
 
 
-def _parse_scores(records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]], topic: str) -> list[dict[str, object]]:
+def _parse_scores(
+    records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]], topic: str
+) -> list[dict[str, object]]:
     return [json.loads(v) for t, _, v, _ in records if t == topic and v is not None]
 
 

@@ -1,0 +1,198 @@
+"""CLI commands for the model artifact: ``export``, ``models list|show|promote|rollback``, ``retrain``.
+
+Thin wrappers over :mod:`training.export_model`, :mod:`export.registry` and
+:mod:`training.retrain`; torch is imported only by ``export`` and ``retrain``.
+Deliberate errors exit 2 with a one-line message; a candidate rejected by the
+retrain gate exits 1 after printing the gate report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from export.errors import HeadlineScorerError
+from headline_scorer.logconfig import configure_logging
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RegistryOption = Annotated[
+    Path,
+    typer.Option(
+        "--registry", envvar="MODEL_REGISTRY", help="Model registry directory (env MODEL_REGISTRY)."
+    ),
+]
+KeepOption = Annotated[int, typer.Option("--keep", min=1, help="Versions to keep (older ones are pruned).")]
+MappingOption = Annotated[
+    str, typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file.")
+]
+LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
+
+models_app = typer.Typer(help="Inspect and switch the versions of a model registry.", no_args_is_help=True)
+
+
+def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except HeadlineScorerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+@_fail_cleanly
+def export(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or training output dir.")],
+    registry: RegistryOption,
+    data: Annotated[
+        Path, typer.Option("--data", help="The training CSV of the checkpoint (drift reference).")
+    ],
+    mapping: MappingOption = "seed",
+    promote: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="Make the new version current.")
+    ] = True,
+    keep: KeepOption = 5,
+    log_level: LogOption = None,
+) -> None:
+    """Export a checkpoint to ONNX with its manifest and publish it as a new registry version."""
+    configure_logging(log_level)
+    from export.registry import Registry
+    from training.data import load_dataset
+    from training.export_model import export_to_registry
+    from training.mapping import resolve_mapping
+
+    dataset = load_dataset(data, resolve_mapping(mapping))
+    result = export_to_registry(checkpoint, dataset, Registry(registry, keep=keep), make_current=promote)
+    parity = result.manifest.parity
+    typer.echo(
+        f"exported {result.version} to {result.version_dir} in {result.seconds:.1f} s "
+        f"(parity max diff {max(parity.max_abs_diff_ctr_normalized, parity.max_abs_diff_quality_prob):.2g} "
+        f"on {parity.rows + parity.hard_rows} rows){'; now current' if promote else ''}"
+    )
+
+
+@models_app.command("list")
+@_fail_cleanly
+def list_versions(
+    registry: RegistryOption, as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False
+) -> None:
+    """List the versions, oldest first; the current one is marked with '*'."""
+    from export.registry import Registry
+
+    reg = Registry(registry)
+    rows = [reg.describe(v) for v in reg.versions()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo(f"no versions in {registry}")
+    for row in rows:
+        typer.echo(
+            f"{'*' if row['current'] else ' '} {row['version']}  created {row['created_at']}  "
+            f"AUC {row['quality_roc_auc']}  MAE {row['ctr_mae_normalized']}  rows {row['training_rows']}"
+        )
+
+
+@models_app.command("show")
+@_fail_cleanly
+def show(version: Annotated[str, typer.Argument(help="Version name.")], registry: RegistryOption) -> None:
+    """Print a version's manifest."""
+    from export.manifest import read_manifest
+    from export.registry import Registry
+
+    typer.echo(read_manifest(Registry(registry).version_dir(version)).model_dump_json(indent=2))
+
+
+@models_app.command("promote")
+@_fail_cleanly
+def promote(version: Annotated[str, typer.Argument(help="Version name.")], registry: RegistryOption) -> None:
+    """Verify a version and make it current."""
+    from export.registry import Registry
+
+    Registry(registry).promote(version)
+    typer.echo(f"current: {version}")
+
+
+@models_app.command("rollback")
+@_fail_cleanly
+def rollback(registry: RegistryOption) -> None:
+    """Make the version before the current one current."""
+    from export.registry import Registry
+
+    typer.echo(f"current: {Registry(registry).rollback()}")
+
+
+@_fail_cleanly
+def retrain(
+    data: Annotated[Path, typer.Option("--data", help="Training CSV.")],
+    registry: RegistryOption,
+    mapping: MappingOption = "seed",
+    every: Annotated[
+        str | None, typer.Option("--every", help="Repeat every DURATION (90s, 15m, 6h, 1d); default once.")
+    ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option("--tolerance", help="Allowed degradation of AUC and CTR MAE (negative: demand gain)."),
+    ] = 0.005,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs to train this round.")] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Train from scratch even if a current version exists.")
+    ] = False,
+    keep: KeepOption = 5,
+    log_level: LogOption = None,
+) -> None:
+    """Retrain (continuing from the current version), gate against it, export and publish if not worse."""
+    configure_logging(log_level)
+    from export.registry import Registry
+    from training.data import load_dataset
+    from training.mapping import resolve_mapping
+    from training.retrain import (
+        CandidateRejectedError,
+        parse_duration,
+        report_json,
+        retrain_loop,
+        retrain_once,
+    )
+    from training.train import TrainConfig
+
+    try:
+        period = None if every is None else parse_duration(every)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every") from None
+    reg = Registry(registry, keep=keep)
+    config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
+
+    def one_round() -> None:
+        dataset = load_dataset(data, resolve_mapping(mapping))
+        try:
+            report = retrain_once(dataset, reg, config=config, tolerance=tolerance, fresh=fresh)
+        except CandidateRejectedError as exc:
+            typer.echo(report_json(exc.report))
+            raise
+        typer.echo(report_json(report))
+
+    if period is None:
+        try:
+            one_round()
+        except CandidateRejectedError as exc:
+            typer.echo(f"rejected: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        return
+
+    retrain_loop(one_round, period)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the artifact commands to the main ``headline-scorer`` app."""
+    app.command("export")(export)
+    app.command("retrain")(retrain)
+    app.add_typer(models_app, name="models")
