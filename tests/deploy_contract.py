@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 JOB = "headline-scorer"
@@ -106,3 +108,48 @@ def metric_families_in(expr: str) -> set[str]:
             continue
         names.add(metric_family(match.group(1)))
     return names
+
+
+def contract_registry() -> CollectorRegistry:
+    """A registry exposing every contract metric with plausible values, shaped like a worker's /metrics.
+
+    Not a worker: it lets the deployment tests run the dashboard's and the rules' queries against a real
+    Prometheus before (and independently of) the stream. Label values are the contract's.
+    """
+    registry = CollectorRegistry()
+    doc = "contract metric (deployment test exporter)"
+
+    def counter(name: str, value: float) -> None:
+        Counter(name.removesuffix("_total"), doc, registry=registry).inc(value)
+
+    counter("headline_scorer_events_consumed_total", 1000)
+    counter("headline_scorer_events_scored_total", 990)
+    counter("headline_scorer_model_reloads_total", 2)
+    counter("headline_scorer_model_reload_failures_total", 0)
+    dead = Counter("headline_scorer_events_dead_lettered", doc, ["reason"], registry=registry)
+    for reason in DEAD_LETTER_REASONS:
+        dead.labels(reason=reason)
+    dead.labels(reason="schema").inc(10)
+    lag = Gauge("headline_scorer_consumer_lag_messages", doc, ["topic", "partition"], registry=registry)
+    for partition in range(4):
+        lag.labels(topic="headlines", partition=str(partition)).set(partition * 3)
+    Gauge("headline_scorer_model_info", doc, ["version"], registry=registry).labels(version="v0001").set(1)
+    Gauge("headline_scorer_last_commit_timestamp_seconds", doc, registry=registry).set_to_current_time()
+    Gauge("headline_scorer_seconds_since_last_commit", doc, registry=registry).set(0.4)
+    psi = Gauge("headline_scorer_drift_psi", doc, ["signal"], registry=registry)
+    for index, signal in enumerate(DRIFT_SIGNALS):
+        psi.labels(signal=signal).set(0.01 * (index + 1))
+    Gauge("headline_scorer_unseen_category_share", doc, registry=registry).set(0.02)
+    Gauge("headline_scorer_ready", doc, registry=registry).set(1)
+    observations = {
+        "headline_scorer_batch_size_events": ([float(2**i) for i in range(11)], [1, 16, 256]),
+        "headline_scorer_inference_seconds": (list(Histogram.DEFAULT_BUCKETS), [0.0002, 0.001, 0.004]),
+        "headline_scorer_end_to_end_latency_seconds": (list(Histogram.DEFAULT_BUCKETS), [0.005, 0.02, 0.3]),
+        "headline_scorer_prediction_ctr": ([0.005, 0.01, 0.02, 0.05, 0.1, 0.2], [0.004, 0.012, 0.03]),
+        "headline_scorer_prediction_quality_prob": ([0.1 * i for i in range(1, 10)], [0.2, 0.5, 0.9]),
+    }
+    for name, (buckets, values) in observations.items():
+        histogram = Histogram(name, doc, buckets=buckets, registry=registry)
+        for value in values:
+            histogram.observe(value)
+    return registry

@@ -5,7 +5,8 @@ with apt-get when it is missing and we are root (the way CI gets it); otherwise 
 reason. ``running_prometheus(targets, workdir)`` starts a real Prometheus server on loopback (free port,
 temporary configuration scraping the given ``host:port`` targets under the job ``headline-scorer``,
 temporary storage), waits until it is ready and stops it on exit. ``PrometheusServer.query`` evaluates an
-instant query through the HTTP API (``/api/v1/query``).
+instant query through the HTTP API (``/api/v1/query``). ``serving_metrics(registry)`` exposes a
+prometheus_client registry on a free loopback port for it to scrape.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, start_http_server
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,19 @@ def free_port() -> int:
         return port
 
 
+@contextmanager
+def serving_metrics(registry: CollectorRegistry) -> Iterator[str]:
+    """Serves ``registry`` on ``/metrics`` of a free loopback port; yields the ``host:port`` target."""
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 def _get_json(url: str, timeout: float) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
@@ -82,11 +97,11 @@ def _get_json(url: str, timeout: float) -> Any:
 
 @dataclass(frozen=True)
 class PrometheusServer:
-    """A running Prometheus server; ``base_url`` is ``http://127.0.0.1:PORT``."""
+    """A Prometheus server at ``base_url`` (``http://127.0.0.1:PORT``); ``process`` when we started it."""
 
     base_url: str
-    config_file: Path
-    process: subprocess.Popen[bytes]
+    config_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
 
     def query(self, expr: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Instant query; returns ``data.result`` (a list of series for vector results)."""
@@ -178,6 +193,7 @@ def running_prometheus(
 
 
 def _wait_ready(server: PrometheusServer, log_path: Path, timeout: float) -> None:
+    assert server.process is not None
     deadline = time.monotonic() + timeout
     while True:
         if server.process.poll() is not None:

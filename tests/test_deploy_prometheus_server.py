@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from deploy_contract import JOB
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_server import PrometheusError, free_port, running_prometheus
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_server import PrometheusError, running_prometheus, serving_metrics
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -29,14 +29,8 @@ def exporter() -> Iterator[tuple[str, CollectorRegistry]]:
     psi.labels(signal="ctr").set(0.07)
     for value in (0.004, 0.02, 0.3):
         latency.observe(value)
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    try:
-        yield f"127.0.0.1:{port}", registry
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving_metrics(registry) as target:
+        yield target, registry
 
 
 def test_prometheus_scrapes_a_target_and_answers_queries(
@@ -62,6 +56,7 @@ def test_prometheus_scrapes_a_target_and_answers_queries(
         with pytest.raises(PrometheusError, match="bad_data"):
             prometheus.query("sum(")
         assert prometheus.query("absent_metric_name_xyz") == []
+    assert prometheus.process is not None
     assert prometheus.process.poll() is not None, "prometheus still running after the context exited"
 
 
