@@ -163,3 +163,19 @@ def _github_anchor(heading: str) -> str:
     """The anchor GitHub generates for a Markdown heading."""
     text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
     return text.replace(" ", "-")
+
+
+def test_kubernetes_config_is_valid_apart_from_its_discovery(promtool: str, tmp_path: Path) -> None:
+    """Debian's Prometheus is built without Kubernetes discovery: check everything else of that config."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus-kubernetes.yml").read_text(encoding="utf-8"))
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == JOB
+    (discovery,) = job.pop("kubernetes_sd_configs")
+    assert discovery["role"] == "pod" and discovery["namespaces"]["names"] == ["headline-scorer"]
+    job["static_configs"] = [{"targets": []}]
+    shutil.copytree(PROMETHEUS_DIR / "rules", tmp_path / "rules")
+    checked = tmp_path / "prometheus-kubernetes.yml"
+    checked.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = _run([promtool, "check", "config", str(checked)], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 rule files found" in result.stdout
