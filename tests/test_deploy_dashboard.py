@@ -225,17 +225,21 @@ def panel_queries_by_title() -> dict[str, str]:
 
 
 @pytest.fixture
-def live_prometheus_url() -> str:
+def live_prometheus_url(request: pytest.FixtureRequest) -> str:
     """Base URL of a Prometheus that scrapes a live worker which has scored events and dead-lettered some.
 
-    Not wired yet: the end-to-end run (embedded broker, a worker, events replayed, ``running_prometheus``
-    scraping the worker's WEB_PORT) belongs with the stream. Until then the URL can be given by hand.
+    Wiring: define a fixture ``scorer_prometheus_url`` (in tests/conftest.py or a plugin) that runs the
+    end-to-end set-up (broker, a worker, events replayed, ``running_prometheus([worker WEB_PORT target])``)
+    and returns the server's ``base_url``; or give a running one in HEADLINE_SCORER_LIVE_PROMETHEUS_URL.
     """
-    url = os.environ.get(LIVE_PROMETHEUS_ENV)
+    try:
+        url = str(request.getfixturevalue("scorer_prometheus_url"))
+    except pytest.FixtureLookupError:
+        url = os.environ.get(LIVE_PROMETHEUS_ENV, "")
     if not url:
         pytest.skip(
-            f"no live worker yet: needs an end-to-end run with Prometheus scraping a worker "
-            f"(or {LIVE_PROMETHEUS_ENV}=http://host:port)"
+            "no live worker yet: needs an end-to-end run with Prometheus scraping a worker "
+            f"(fixture scorer_prometheus_url, or {LIVE_PROMETHEUS_ENV}=http://host:port)"
         )
     return url.rstrip("/")
 
