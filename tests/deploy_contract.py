@@ -141,8 +141,8 @@ def contract_registry() -> CollectorRegistry:
         psi.labels(signal=signal).set(0.01 * (index + 1))
     Gauge("headline_scorer_unseen_category_share", doc, registry=registry).set(0.02)
     Gauge("headline_scorer_ready", doc, registry=registry).set(1)
-    observations = {
-        "headline_scorer_batch_size_events": ([float(2**i) for i in range(11)], [1, 16, 256]),
+    observations: dict[str, tuple[list[float], list[float]]] = {
+        "headline_scorer_batch_size_events": ([float(2**i) for i in range(11)], [1.0, 16.0, 256.0]),
         "headline_scorer_inference_seconds": (list(Histogram.DEFAULT_BUCKETS), [0.0002, 0.001, 0.004]),
         "headline_scorer_end_to_end_latency_seconds": (list(Histogram.DEFAULT_BUCKETS), [0.005, 0.02, 0.3]),
         "headline_scorer_prediction_ctr": ([0.005, 0.01, 0.02, 0.05, 0.1, 0.2], [0.004, 0.012, 0.03]),

