@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,15 @@ def test_settings_are_contract_variables_and_consistent() -> None:
 
 
 def test_worker_replicas_do_not_exceed_partitions() -> None:
-    replicas = one("Deployment")["spec"]["replicas"]
-    assert 1 <= replicas <= int(settings()["TOPIC_PARTITIONS"])
+    deployment = one("Deployment")
+    replicas = deployment["spec"]["replicas"]
+    partitions = int(settings()["TOPIC_PARTITIONS"])
+    assert 1 <= replicas <= partitions
+    # during a rollout surge pods count too: one without a partition never becomes ready
+    surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    assert surge == 0 or replicas + int(surge) <= partitions
+    pdb = one("PodDisruptionBudget")
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
 
 
 def test_worker_probes_use_the_real_endpoints_on_web_port() -> None:
@@ -218,3 +226,16 @@ def test_workers_are_scraped_as_job_headline_scorer() -> None:
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] in {port["name"] for port in worker_container()["ports"]}
     assert endpoint["path"] == "/metrics" and re.fullmatch(r"\d+[smh]", endpoint["interval"])
+
+
+def test_prometheus_rule_is_generated_from_the_rules_file() -> None:
+    spec = importlib.util.spec_from_file_location("headline_scorer_prometheusrule", OPERATOR / "generate.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    committed = (OPERATOR / "prometheusrule.yaml").read_text(encoding="utf-8")
+    assert committed == generator.render(), "stale: run python deploy/k8s/prometheus-operator/generate.py"
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "headline-scorer.rules.yml").read_text())
+    prometheus_rule = one("PrometheusRule", OPERATOR)
+    assert prometheus_rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert prometheus_rule["spec"]["groups"] == rules["groups"]
