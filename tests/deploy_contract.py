@@ -1,0 +1,155 @@
+"""The worker contract as the deployment tests see it (names from the project's contracts).
+
+The deployment files (deploy/) are written against these names; the tests check that every metric, label
+value and environment variable they use is one of them, so a typo in a dashboard or alert fails a test
+instead of showing an empty panel in production.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+JOB = "headline-scorer"
+WEB_PORT = 6066
+
+COUNTERS = frozenset(
+    {
+        "headline_scorer_events_consumed_total",
+        "headline_scorer_events_scored_total",
+        "headline_scorer_events_dead_lettered_total",
+        "headline_scorer_model_reloads_total",
+        "headline_scorer_model_reload_failures_total",
+    }
+)
+GAUGES = frozenset(
+    {
+        "headline_scorer_consumer_lag_messages",
+        "headline_scorer_model_info",
+        "headline_scorer_last_commit_timestamp_seconds",
+        "headline_scorer_seconds_since_last_commit",
+        "headline_scorer_drift_psi",
+        "headline_scorer_unseen_category_share",
+        "headline_scorer_ready",
+    }
+)
+HISTOGRAMS = frozenset(
+    {
+        "headline_scorer_batch_size_events",
+        "headline_scorer_inference_seconds",
+        "headline_scorer_end_to_end_latency_seconds",
+        "headline_scorer_prediction_ctr",
+        "headline_scorer_prediction_quality_prob",
+    }
+)
+METRICS = COUNTERS | GAUGES | HISTOGRAMS
+# Series other than the worker's own that the deployment files may use.
+PROMETHEUS_SERIES = frozenset({"up"})
+
+DRIFT_SIGNALS = ("ctr", "quality_prob", "title_chars", "title_words", "unknown_token_share", "category")
+DEAD_LETTER_REASONS = ("not_utf8", "not_json", "schema", "too_large", "null_value", "scoring_error")
+
+ENV_VARS = frozenset(
+    {
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        "KAFKA_SSL_CAFILE",
+        "SCORER_APP_ID",
+        "INPUT_TOPIC",
+        "OUTPUT_TOPIC",
+        "DLQ_TOPIC",
+        "TOPIC_PARTITIONS",
+        "TOPIC_REPLICATION",
+        "MODEL_REGISTRY",
+        "BATCH_MAX_EVENTS",
+        "BATCH_MAX_WAIT_SECONDS",
+        "FETCH_MAX_WAIT_MS",
+        "MAX_EVENT_BYTES",
+        "WEB_HOST",
+        "WEB_PORT",
+        "ONNX_INTRA_OP_THREADS",
+        "RELOAD_POLL_SECONDS",
+        "DRIFT_WINDOW_EVENTS",
+        "DRIFT_WINDOW_SECONDS",
+        "COMMIT_INTERVAL_SECONDS",
+        "BROKER_SESSION_TIMEOUT_SECONDS",
+        "LOG_LEVEL",
+    }
+)
+
+_METRIC_NAME = re.compile(r"\b(headline_scorer_[a-z0-9_]+|up)\b")
+_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def metric_family(series_name: str) -> str:
+    """The metric family of a series name (``x_bucket`` -> ``x`` for histograms)."""
+    for suffix in _HISTOGRAM_SUFFIXES:
+        base = series_name.removesuffix(suffix)
+        if base != series_name and base in HISTOGRAMS:
+            return base
+    return series_name
+
+
+def metric_families_in(expr: str) -> set[str]:
+    """The metric families a PromQL expression reads (recording-rule names, with ':', are left out)."""
+    names = set()
+    for match in _METRIC_NAME.finditer(expr):
+        end = match.end()
+        if end < len(expr) and expr[end] == ":":
+            continue
+        if match.start() > 0 and expr[match.start() - 1] == ":":
+            continue
+        names.add(metric_family(match.group(1)))
+    return names
+
+
+def contract_registry() -> CollectorRegistry:
+    """A registry exposing every contract metric with plausible values, shaped like a worker's /metrics.
+
+    Not a worker: it lets the deployment tests run the dashboard's and the rules' queries against a real
+    Prometheus before (and independently of) the stream. Label values are the contract's.
+    """
+    registry = CollectorRegistry()
+    doc = "contract metric (deployment test exporter)"
+
+    def counter(name: str, value: float) -> None:
+        Counter(name.removesuffix("_total"), doc, registry=registry).inc(value)
+
+    counter("headline_scorer_events_consumed_total", 1000)
+    counter("headline_scorer_events_scored_total", 990)
+    counter("headline_scorer_model_reloads_total", 2)
+    counter("headline_scorer_model_reload_failures_total", 0)
+    dead = Counter("headline_scorer_events_dead_lettered", doc, ["reason"], registry=registry)
+    for reason in DEAD_LETTER_REASONS:
+        dead.labels(reason=reason)
+    dead.labels(reason="schema").inc(10)
+    lag = Gauge("headline_scorer_consumer_lag_messages", doc, ["topic", "partition"], registry=registry)
+    for partition in range(4):
+        lag.labels(topic="headlines", partition=str(partition)).set(partition * 3)
+    Gauge("headline_scorer_model_info", doc, ["version"], registry=registry).labels(version="v0001").set(1)
+    Gauge("headline_scorer_last_commit_timestamp_seconds", doc, registry=registry).set_to_current_time()
+    Gauge("headline_scorer_seconds_since_last_commit", doc, registry=registry).set(0.4)
+    psi = Gauge("headline_scorer_drift_psi", doc, ["signal"], registry=registry)
+    for index, signal in enumerate(DRIFT_SIGNALS):
+        psi.labels(signal=signal).set(0.01 * (index + 1))
+    Gauge("headline_scorer_unseen_category_share", doc, registry=registry).set(0.02)
+    Gauge("headline_scorer_ready", doc, registry=registry).set(1)
+    observations: dict[str, tuple[list[float], list[float]]] = {
+        "headline_scorer_batch_size_events": ([float(2**i) for i in range(11)], [1.0, 16.0, 256.0]),
+        "headline_scorer_inference_seconds": (list(Histogram.DEFAULT_BUCKETS), [0.0002, 0.001, 0.004]),
+        "headline_scorer_end_to_end_latency_seconds": (list(Histogram.DEFAULT_BUCKETS), [0.005, 0.02, 0.3]),
+        "headline_scorer_prediction_ctr": ([0.005, 0.01, 0.02, 0.05, 0.1, 0.2], [0.004, 0.012, 0.03]),
+        "headline_scorer_prediction_quality_prob": ([0.1 * i for i in range(1, 10)], [0.2, 0.5, 0.9]),
+    }
+    for name, (buckets, values) in observations.items():
+        histogram = Histogram(name, doc, buckets=buckets, registry=registry)
+        for value in values:
+            histogram.observe(value)
+    return registry
