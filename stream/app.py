@@ -276,7 +276,11 @@ def _wire(scorer: Scorer) -> None:
     app.timer(1.0, name="headline_scorer.housekeeping")(housekeeping)
 
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(scorer.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp wants the charset apart from the content type
+        return web.bytes(
+            generate_latest(scorer.registry),
+            content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4",
+        )
 
     async def ready_page(web: Any, request: Any) -> Any:
         scorer.update_lag()

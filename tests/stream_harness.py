@@ -80,14 +80,14 @@ class WorkerProcess:
         return env
 
     def start(self) -> WorkerProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "headline_scorer.cli", "worker"],
-            env=self.env(),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "headline_scorer.cli", "worker"],
+                env=self.env(),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     @property
@@ -160,10 +160,22 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | No
     return n
 
 
+Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+def distinct_ids(records: Sequence[Record]) -> set[str]:
+    return {json.loads(v)["id"] for _, _, v, _ in records if v is not None}
+
+
 async def consume_until(
-    bootstrap: str, topics: Sequence[str], expected: int, timeout: float = 60.0
-) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
-    """Read ``topics`` from the beginning until ``expected`` records arrived (or time is up)."""
+    bootstrap: str,
+    topics: Sequence[str],
+    expected: int,
+    timeout: float = 60.0,
+    *,
+    distinct: bool = False,
+) -> list[Record]:
+    """Read ``topics`` from the beginning until ``expected`` records (``distinct`` ids) arrived."""
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -173,10 +185,14 @@ async def consume_until(
         fetch_max_wait_ms=50,
     )
     await consumer.start()
-    out: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+    out: list[Record] = []
     deadline = time.monotonic() + timeout
+
+    def count() -> int:
+        return len(distinct_ids(out)) if distinct else len(out)
+
     try:
-        while len(out) < expected and time.monotonic() < deadline:
+        while count() < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for tp, records in batch.items():
                 out.extend((tp.topic, r.key, r.value, list(r.headers)) for r in records)

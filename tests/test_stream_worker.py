@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from export.registry import Registry
+from export.registry import CURRENT_FILE, Registry, atomic_write_text
 from tests.export_support import _tempdir, sample_checkpoint, sample_data
 from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce
 
@@ -136,7 +136,7 @@ def test_sigkill_mid_stream_then_restart_scores_every_event(
         worker.stop(signal.SIGKILL)
         restarted = _worker(kafka_bootstrap, root, topics, tmp_path, app_id, 1).start()
         restarted.wait_ready()
-        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], n, timeout=90))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], n, timeout=90, distinct=True))
         ids = Counter(json.loads(v)["id"] for _, _, v, _ in out if v is not None)
         assert set(ids) == {f"ev-{i}" for i in range(n)}  # at least once
         assert sum(ids.values()) >= n
@@ -162,16 +162,16 @@ def test_hot_reload_switches_version_without_loss_and_rejects_a_broken_one(
             assert time.monotonic() < deadline, worker.log()[-3000:]
             time.sleep(0.2)
         asyncio.run(produce(kafka_bootstrap, topics.input, _valid(200, "b")))
-        # a broken version: its ONNX file is corrupted on disk after publishing
-        broken_dir = reg.version_dir(first)
-        (broken_dir / "model.onnx").write_bytes(b"not an onnx model")
-        reg.promote(first)
+        # a broken version: its ONNX file corrupted on disk and CURRENT pointed at it behind the
+        # registry's back (promote() itself refuses a version that does not load)
+        (reg.version_dir(first) / "model.onnx").write_bytes(b"not an onnx model")
+        atomic_write_text(root / CURRENT_FILE, first + "\n")
         deadline = time.monotonic() + 20
         while worker.metrics().get("headline_scorer_model_reload_failures_total{}", 0) < 1:
             assert time.monotonic() < deadline, worker.log()[-3000:]
             time.sleep(0.2)
         asyncio.run(produce(kafka_bootstrap, topics.input, _valid(200, "c")))
-        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 600))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 600, distinct=True))
         scores = _parse_scores(out, topics.output)
         by_prefix: dict[str, set[str]] = {}
         for s in scores:
@@ -206,14 +206,14 @@ def test_two_workers_share_partitions_and_one_takes_over(
                 break
             time.sleep(0.5)
         asyncio.run(produce(kafka_bootstrap, topics.input, _valid(400, "p")))
-        first = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 400))
+        first = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 400, distinct=True))
         assert {json.loads(v)["id"] for _, _, v, _ in first if v} == {f"p-{i}" for i in range(400)}
         scored_a = a.metrics()["headline_scorer_events_scored_total{}"]
         scored_b = b.metrics()["headline_scorer_events_scored_total{}"]
         assert scored_a > 0 and scored_b > 0  # both held partitions
         assert a.stop() == 0
         asyncio.run(produce(kafka_bootstrap, topics.input, _valid(400, "q")))
-        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 800, timeout=90))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 800, timeout=90, distinct=True))
         assert {json.loads(v)["id"] for _, _, v, _ in out if v} >= {f"q-{i}" for i in range(400)}
     finally:
         a.stop()
