@@ -55,10 +55,11 @@ class DemoOutcome:
     scored: int
     dead_lettered: Counter[str] = field(default_factory=Counter)
     metrics_url: str = ""
+    replay_done: bool = False
 
     @property
     def complete(self) -> bool:
-        return self.scored + sum(self.dead_lettered.values()) >= self.sent
+        return self.replay_done and self.scored + sum(self.dead_lettered.values()) >= self.sent
 
 
 def ensure_model(out: Path, epochs: int | None, console: Console) -> tuple[Registry, str]:
@@ -119,9 +120,9 @@ def _table(recent: deque[dict[str, object]], outcome: DemoOutcome) -> Group:
         )
     dlq = ", ".join(f"{k}={v}" for k, v in sorted(outcome.dead_lettered.items())) or "none"
     status = Table.grid()
+    sent = str(outcome.sent) if outcome.replay_done else "..."
     status.add_row(
-        f"sent {outcome.sent}  scored {outcome.scored}  "
-        f"dead-lettered {sum(outcome.dead_lettered.values())} ({dlq})"
+        f"sent {sent}  scored {outcome.scored}  dead-lettered {sum(outcome.dead_lettered.values())} ({dlq})"
     )
     status.add_row(f"metrics: {outcome.metrics_url}/metrics")
     return Group(table, status)
@@ -167,7 +168,7 @@ async def _watch(
 def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
     console = console or Console()
     from headline_scorer.replay import load_rows, replay_events
-    from stream.broker import EmbeddedBroker, run_sync
+    from stream.broker import EmbeddedBroker
     from stream.settings import StreamSettings
     from stream.topics import ensure_topics_sync
 
@@ -208,20 +209,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
             console.print(f"worker ready in {time.monotonic() - started:.1f} s; metrics at {url}/metrics")
             rows = load_rows(SAMPLE_DATA / "train.csv", "seed")
             titles = {row.id: row.title for row in rows}
-            report = run_sync(
-                replay_events(
-                    rows,
-                    client_kwargs=settings.kafka_client_kwargs(),
-                    topic=settings.input_topic,
-                    rate=config.rate,
-                    invalid_share=config.invalid_share,
-                    max_event_bytes=settings.max_event_bytes,
-                )
-            )
-            outcome.sent = report.sent
-            console.print(report.render())
-            with Live(console=console, refresh_per_second=4) as live:
-                asyncio.run(
+
+            async def replay_and_watch(live: Live) -> str:
+                watcher = asyncio.create_task(
                     _watch(
                         broker.bootstrap,
                         (settings.output_topic, settings.dlq_topic),
@@ -231,6 +221,23 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
                         time.monotonic() + config.timeout,
                     )
                 )
+                report = await replay_events(
+                    rows,
+                    client_kwargs=settings.kafka_client_kwargs(),
+                    topic=settings.input_topic,
+                    rate=config.rate,
+                    invalid_share=config.invalid_share,
+                    max_event_bytes=settings.max_event_bytes,
+                )
+                outcome.sent = report.sent
+                outcome.replay_done = True
+                await watcher
+                return report.render()
+
+            console.print(f"replaying {len(rows)} sample headlines at {config.rate:.0f}/s")
+            with Live(console=console, refresh_per_second=4) as live:
+                rendered = asyncio.run(replay_and_watch(live))
+            console.print(rendered)
             if not outcome.complete:
                 raise DemoError(
                     f"only {outcome.scored} scores and {sum(outcome.dead_lettered.values())} dead letters "
