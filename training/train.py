@@ -31,7 +31,7 @@ from training.calibration import CalibrationReport, calibrate
 from training.checkpoint import save_checkpoint
 from training.data import HeadlineData
 from training.metrics import choose_threshold
-from training.model import DualHeadModel, HybridLoss, ModelConfig
+from training.model import CtrLoss, DualHeadModel, HybridLoss, ModelConfig
 from training.predict import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainedModel, batch_tensors
 from training.split import grouped_split
 from training.target import LabelRule, Targets, build_targets, fit_label_rule, fit_scaling
@@ -49,6 +49,8 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     ctr_weight: float = Field(default=1.0, ge=0)
+    ctr_loss: CtrLoss = Field(default="mse", description="CTR loss: mse (mean), l1 (median) or huber.")
+    huber_delta: float = Field(default=0.05, gt=0)
     quality_weight: float = Field(default=0.5, ge=0)
     pos_weight: float | None = Field(default=None, gt=0, description="None: negatives/positives.")
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
@@ -180,8 +182,9 @@ def train(
     then only sets how many more epochs to run and the seed.
     """
     if not data.has_target:
+        hints = "".join(f"; {h}" for h in data.summary.target_hints)
         raise CsvValidationError(
-            f"{data.summary.file}: no target column (inference-only data): nothing to train on; "
+            f"{data.summary.file}: no target column (inference-only data): nothing to train on{hints}; "
             "use `predict` with a trained model"
         )
     config = config or TrainConfig()
@@ -243,7 +246,9 @@ def train(
     scheduler = ReduceLROnPlateau(
         optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
     )
-    loss_fn = HybridLoss(config.ctr_weight, config.quality_weight, pos_weight)
+    loss_fn = HybridLoss(
+        config.ctr_weight, config.quality_weight, pos_weight, config.ctr_loss, config.huber_delta
+    )
     start_epoch = 0
     best_val = math.inf
     history: list[EpochRecord] = []
