@@ -8,6 +8,7 @@ probability and chooses its threshold on the validation rows.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
@@ -62,6 +64,13 @@ class TrainConfig(BaseModel):
     embed_dim: int = Field(default=64, ge=1)
     hidden_dim: int = Field(default=64, ge=1)
     dropout: float = Field(default=0.2, ge=0, lt=1)
+    ema_decay: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Keep an exponential moving average of the weights (per step, this decay); "
+        "validation, checkpoints and predictions use the averaged weights. None: off.",
+    )
     features: FeatureConfig = FeatureConfig()
 
 
@@ -165,6 +174,12 @@ def _logits(
         ctrs.append(ctr.double().numpy())
         logits.append(logit.double().numpy())
     return np.concatenate(ctrs), np.concatenate(logits)
+
+
+@torch.no_grad()
+def _ema_update(averaged: nn.Module, model: nn.Module, decay: float) -> None:
+    for avg, new in zip(averaged.parameters(), model.parameters(), strict=True):
+        avg.lerp_(new, 1.0 - decay)
 
 
 def train(
@@ -281,7 +296,7 @@ def train(
     def payload_now(epoch: int) -> dict[str, Any]:
         return {
             **base_payload,
-            "model_state": model.state_dict(),
+            "model_state": scored.state_dict(),
             "optimizer_state": optimizer.state_dict(),
             "scheduler_state": scheduler.state_dict(),
             "epoch": epoch,
@@ -296,6 +311,8 @@ def train(
     stale = 0
     stopped_early = False
     best_epoch = start_epoch
+    # With ema_decay, ``scored`` is a moving average of ``model``'s weights: it is validated and saved.
+    scored = model if config.ema_decay is None else copy.deepcopy(model)
     for epoch in range(start_epoch + 1, start_epoch + config.epochs + 1):
         model.train()
         order = torch.randperm(n_train, generator=generator)
@@ -308,8 +325,10 @@ def train(
             loss, _, _ = loss_fn(ctr, logit, part.ctr, part.label)
             loss.backward()
             optimizer.step()
+            if config.ema_decay is not None:
+                _ema_update(scored, model, config.ema_decay)
             running += loss.item() * part.ctr.shape[0]
-        val_loss, val_acc, val_mae = _evaluate(model, loss_fn, val_t, 1024)
+        val_loss, val_acc, val_mae = _evaluate(scored, loss_fn, val_t, 1024)
         scheduler.step(val_loss)
         record = EpochRecord(
             epoch=epoch,
