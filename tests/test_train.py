@@ -20,7 +20,8 @@ from training.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 
-FAST = TrainConfig(epochs=4, patience=50, batch_size=64)
+# The default learning rate is tuned for many epochs on real data; these tests run a few epochs.
+FAST = TrainConfig(epochs=4, patience=50, batch_size=64, learning_rate=2e-3)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_feature_state_is_fitted_on_training_rows_only(tmp_path: Path, sample: H
 def test_resume_continues_from_the_last_loss(
     tmp_path: Path, sample: HeadlineData, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = train(sample, tmp_path / "first", TrainConfig(epochs=6, patience=50), progress=False)
+    first = train(sample, tmp_path / "first", FAST.model_copy(update={"epochs": 6}), progress=False)
     scratch_loss = first.history[0].train_loss
     last_loss = first.history[-1].train_loss
     assert scratch_loss - last_loss > 0.05, "the test needs a run that actually learned"
@@ -196,29 +197,6 @@ def test_group_label_is_above_the_group_mean(tmp_path: Path) -> None:
     assert not train_groups & set(data.groups[result.val_index])
 
 
-def test_weight_averaging_saves_the_averaged_weights(tmp_path: Path, sample: HeadlineData) -> None:
-    """With ``ema_decay`` the checkpoint holds the moving average, not the last optimizer iterate; the
-    averaged model is what validation scored, so its loss on the validation rows is the recorded one."""
-    plain = train(sample, tmp_path / "plain", TrainConfig(epochs=2, patience=50), progress=False)
-    averaged = train(
-        sample, tmp_path / "ema", TrainConfig(epochs=2, patience=50, ema_decay=0.9), progress=False
-    )
-    assert [r.train_loss for r in averaged.history] == [r.train_loss for r in plain.history]
-    assert [r.val_loss for r in averaged.history] != [r.val_loss for r in plain.history]
-    a = TrainedModel.from_checkpoint(plain.out_dir / LAST_CHECKPOINT).checkpoint["model_state"]
-    b = TrainedModel.from_checkpoint(averaged.out_dir / LAST_CHECKPOINT).checkpoint["model_state"]
-    assert not torch.equal(a["embedding.weight"], b["embedding.weight"])
-    # Resuming an averaged run continues from the saved (averaged) weights.
-    resumed = train(
-        sample,
-        tmp_path / "resumed",
-        TrainConfig(epochs=1, patience=50),
-        resume=averaged.out_dir / LAST_CHECKPOINT,
-        progress=False,
-    )
-    assert resumed.start_epoch == 2 and len(resumed.history) == 3
-
-
 @pytest.mark.parametrize("ctr_loss", ["mse", "l1", "huber"])
 def test_ctr_loss_choice_is_used_and_stored(tmp_path: Path, sample: HeadlineData, ctr_loss: str) -> None:
     from training.model import HybridLoss
@@ -230,7 +208,7 @@ def test_ctr_loss_choice_is_used_and_stored(tmp_path: Path, sample: HeadlineData
     )
     assert saved.ctr_loss == ctr_loss
     pred, true = torch.tensor([0.2, 0.9]), torch.tensor([0.5, 0.5])
-    _, part, _ = HybridLoss(1.0, 1.0, 1.0, ctr_loss, 0.05)(pred, torch.zeros(2), true, torch.zeros(2))  # type: ignore[arg-type]
+    _, part, _ = HybridLoss(1.0, 1.0, 1.0, ctr_loss, 0.05)(pred, torch.zeros(2), true, torch.zeros(2))
     expected = {
         "mse": (0.09 + 0.16) / 2,
         "l1": (0.3 + 0.4) / 2,

@@ -8,7 +8,6 @@ probability and chooses its threshold on the validation rows.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -22,7 +21,6 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
@@ -41,19 +39,32 @@ from training.target import LabelRule, Targets, build_targets, fit_label_rule, f
 logger = logging.getLogger(__name__)
 
 
+#: The featurizer settings the trainer uses by default: word unigrams and character 1-4-grams measured
+#: better than FeatureConfig's own defaults on the shared data (benchmarks/README.md).
+DEFAULT_FEATURES = FeatureConfig(word_ngrams=(1, 1), char_ngrams=(1, 4))
+
+
 class TrainConfig(BaseModel):
-    """Hyper-parameters of one training run (stored in the checkpoint)."""
+    """Hyper-parameters of one training run (stored in the checkpoint).
+
+    The defaults are the best measured on the shared data with ``benchmarks/train_targets.py``
+    (chosen on other fold seeds than the reported one; see benchmarks/README.md): a low
+    learning rate with many epochs, a light quality weight, and an absolute-error CTR loss.
+    The L1 loss makes the CTR head estimate the conditional median of the normalized CTR,
+    which lowers the MAE of this skewed target and, the inverse scaling being monotone,
+    maps to the median raw CTR.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    epochs: int = Field(default=40, ge=1, description="Epochs to run (more epochs after a resume).")
+    epochs: int = Field(default=60, ge=1, description="Epochs to run (more epochs after a resume).")
     batch_size: int = Field(default=64, ge=1)
-    learning_rate: float = Field(default=2e-3, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     ctr_weight: float = Field(default=1.0, ge=0)
-    ctr_loss: CtrLoss = Field(default="mse", description="CTR loss: mse (mean), l1 (median) or huber.")
+    ctr_loss: CtrLoss = Field(default="l1", description="CTR loss: mse (mean), l1 (median) or huber.")
     huber_delta: float = Field(default=0.05, gt=0)
-    quality_weight: float = Field(default=0.5, ge=0)
+    quality_weight: float = Field(default=0.2, ge=0)
     pos_weight: float | None = Field(default=None, gt=0, description="None: negatives/positives.")
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     patience: int = Field(default=6, ge=1, description="Early stopping: epochs without improvement.")
@@ -63,15 +74,8 @@ class TrainConfig(BaseModel):
     seed: int = 42
     embed_dim: int = Field(default=64, ge=1)
     hidden_dim: int = Field(default=64, ge=1)
-    dropout: float = Field(default=0.2, ge=0, lt=1)
-    ema_decay: float | None = Field(
-        default=None,
-        gt=0,
-        lt=1,
-        description="Keep an exponential moving average of the weights (per step, this decay); "
-        "validation, checkpoints and predictions use the averaged weights. None: off.",
-    )
-    features: FeatureConfig = FeatureConfig()
+    dropout: float = Field(default=0.3, ge=0, lt=1)
+    features: FeatureConfig = DEFAULT_FEATURES
 
 
 @dataclass(frozen=True)
@@ -174,12 +178,6 @@ def _logits(
         ctrs.append(ctr.double().numpy())
         logits.append(logit.double().numpy())
     return np.concatenate(ctrs), np.concatenate(logits)
-
-
-@torch.no_grad()
-def _ema_update(averaged: nn.Module, model: nn.Module, decay: float) -> None:
-    for avg, new in zip(averaged.parameters(), model.parameters(), strict=True):
-        avg.lerp_(new, 1.0 - decay)
 
 
 def train(
@@ -296,7 +294,7 @@ def train(
     def payload_now(epoch: int) -> dict[str, Any]:
         return {
             **base_payload,
-            "model_state": scored.state_dict(),
+            "model_state": model.state_dict(),
             "optimizer_state": optimizer.state_dict(),
             "scheduler_state": scheduler.state_dict(),
             "epoch": epoch,
@@ -311,8 +309,6 @@ def train(
     stale = 0
     stopped_early = False
     best_epoch = start_epoch
-    # With ema_decay, ``scored`` is a moving average of ``model``'s weights: it is validated and saved.
-    scored = model if config.ema_decay is None else copy.deepcopy(model)
     for epoch in range(start_epoch + 1, start_epoch + config.epochs + 1):
         model.train()
         order = torch.randperm(n_train, generator=generator)
@@ -325,10 +321,8 @@ def train(
             loss, _, _ = loss_fn(ctr, logit, part.ctr, part.label)
             loss.backward()
             optimizer.step()
-            if config.ema_decay is not None:
-                _ema_update(scored, model, config.ema_decay)
             running += loss.item() * part.ctr.shape[0]
-        val_loss, val_acc, val_mae = _evaluate(scored, loss_fn, val_t, 1024)
+        val_loss, val_acc, val_mae = _evaluate(model, loss_fn, val_t, 1024)
         scheduler.step(val_loss)
         record = EpochRecord(
             epoch=epoch,
@@ -400,4 +394,4 @@ def train(
     )
 
 
-__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "seed_everything", "train"]
+__all__ = ["DEFAULT_FEATURES", "EpochRecord", "TrainConfig", "TrainResult", "seed_everything", "train"]
