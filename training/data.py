@@ -92,6 +92,14 @@ class ValidationSummary(BaseModel):
     def mode(self) -> Literal["train", "inference"]:
         return "inference" if self.target_source is None else "train"
 
+    def dropped_line(self) -> str:
+        """One line on the dropped rows ("" when none), for commands that do not print the summary."""
+        if not self.dropped:
+            return ""
+        total = sum(d.count for d in self.dropped)
+        parts = "; ".join(f"{d.count} for {d.rule} ({_rows(d.rows)})" for d in self.dropped)
+        return f"{self.file}: dropped {total} of {self.rows_read} rows: {parts}"
+
     def render(self) -> str:
         """A plain-text summary table."""
         lines = [
