@@ -36,6 +36,8 @@ to calibration):
 * ``linear``: replace the two-layer trunk by the identity (heads read the bag
   embedding, category and numeric features directly).
 
+The CTR loss is the base config's ``ctr_loss`` when it is ``l1``, else the squared error.
+
 Early stopping and the best epoch use the validation loss, as in the project,
 or with ``select="pairs"`` (data with groups) the within-group pairwise
 accuracy of the CTR output on the validation rows (higher is better).
@@ -228,9 +230,8 @@ def _train_one(
     def loss_of(
         ctr_logit: torch.Tensor, q_logit: torch.Tensor, y: torch.Tensor, lab: torch.Tensor
     ) -> torch.Tensor:
-        return b.ctr_weight * nn.functional.mse_loss(torch.sigmoid(ctr_logit), y) + b.quality_weight * bce(
-            q_logit, lab
-        )
+        ctr_error = nn.functional.l1_loss if b.ctr_loss == "l1" else nn.functional.mse_loss
+        return b.ctr_weight * ctr_error(torch.sigmoid(ctr_logit), y) + b.quality_weight * bce(q_logit, lab)
 
     best, best_state, best_epoch, stale = math.inf, None, 0, 0
     _HOOK_LOG.clear()

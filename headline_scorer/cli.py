@@ -134,6 +134,8 @@ def predict(
     dataset = load_dataset(data, resolve_mapping(mapping))
     trained = TrainedModel.from_checkpoint(model)
     write_predictions(out, dataset, trained.predict(dataset.titles, dataset.categories))
+    if dataset.summary.dropped:
+        typer.echo(dataset.summary.dropped_line(), err=True)
     typer.echo(f"wrote {len(dataset)} predictions to {out}")
 
 

@@ -126,3 +126,43 @@ def read_topic(kafka_client_kwargs: dict[str, Any]) -> Callable[..., list[Any]]:
         return run_sync(read(topic, expected, timeout, settle))
 
     return run
+
+
+@pytest.fixture
+def scorer_prometheus_url(kafka_bootstrap: str, tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus on loopback scraping a live worker that has scored and dead-lettered events.
+
+    Used by ``tests/test_deploy_dashboard.py::test_every_panel_query_returns_data``.
+    """
+    import asyncio
+    import shutil
+    import time
+
+    from tests.prometheus_server import running_prometheus
+    from tests.stream_harness import Topics, WorkerProcess, event, produce, template_registry
+
+    root, _, _ = template_registry()
+    registry = tmp_path / "registry"
+    shutil.copytree(root, registry)
+    topics = Topics.unique()
+    worker = WorkerProcess(
+        kafka_bootstrap, registry, topics, f"dash-{uuid.uuid4().hex[:6]}", tmp_path / "worker.log"
+    ).start()
+    try:
+        worker.wait_ready()
+        with running_prometheus([f"127.0.0.1:{worker.port}"], tmp_path / "prometheus") as server:
+            titles = ["Why the city council finally said yes", "A 10-step guide to better sleep"]
+            for round_ in range(4):  # events across several scrapes, so rates have data
+                records = [
+                    (f"e{round_}-{i}".encode(), event(f"e{round_}-{i}", titles[i % 2], "tech"))
+                    for i in range(150)
+                ]
+                records.append((b"bad", b"{not json"))
+                asyncio.run(produce(kafka_bootstrap, topics.input, records))
+                time.sleep(1.0)
+            server.wait_for("count(rate(headline_scorer_events_scored_total[1m]) > 0)", timeout=60)
+            server.wait_for("count(headline_scorer_consumer_lag_messages)", timeout=30)
+            server.wait_for("count(headline_scorer_drift_psi >= 0)", timeout=30)
+            yield server.base_url
+    finally:
+        worker.stop()

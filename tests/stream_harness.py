@@ -20,10 +20,14 @@ import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
+
+from export.registry import Registry
+from tests.export_support import _tempdir, sample_checkpoint, sample_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,3 +212,18 @@ async def consume_until(
 def stop_all(workers: Iterable[WorkerProcess]) -> None:
     for worker in workers:
         worker.stop()
+
+
+@cache
+def template_registry() -> tuple[Path, str, str]:
+    """A registry with two good versions (the first current) exported from the sample model."""
+    from training.export_model import export_to_registry
+
+    root = _tempdir("hs-stream-registry-") / "registry"
+    registry = Registry(root)
+    first = export_to_registry(sample_checkpoint(), sample_data(), registry).version
+    time.sleep(1.1)  # version names carry the time in seconds
+    second = export_to_registry(sample_checkpoint(), sample_data(), registry, make_current=False).version
+    return root, first, second
+
+

@@ -203,6 +203,33 @@ def test_negative_counts(tmp_path: Path, column: str, row: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("column", "row", "shown"),
+    [
+        ("clicks", "2,b,2.5,10", "'2.5'"),
+        ("imps", "2,b,1,10.25", "'10.25'"),
+        ("clicks", "2,b,1e-3,10", "'1e-3'"),
+    ],
+)
+def test_fractional_counts_are_fatal(tmp_path: Path, column: str, row: str, shown: str) -> None:
+    path = write(tmp_path, f"id,title,clicks,imps\n1,a,1,10\n{row}\n3,c,4,9\n")
+    rejects(
+        path, COUNTS, CsvValidationError, f"column {column!r}", "row 2:", "expected a whole number", shown
+    )
+
+
+def test_fractional_counts_list_every_bad_row(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,title,clicks,imps\n1,a,0.5,10\n2,b,1,10\n3,c,1.5,10\n")
+    rejects(path, COUNTS, CsvValidationError, "column 'clicks'", "rows 1, 3:", "'0.5'")
+
+
+def test_whole_counts_written_as_floats_are_accepted(tmp_path: Path) -> None:
+    """``12.0`` and ``1e3`` are whole numbers (a spreadsheet export may write counts so)."""
+    data = load_dataset(write(tmp_path, "id,title,clicks,imps\n1,a,12.0,1e3\n2,b, 3 ,40.00\n"), COUNTS)
+    assert data.clicks is not None and data.clicks.tolist() == [12.0, 3.0]
+    assert data.impressions is not None and data.impressions.tolist() == [1000.0, 40.0]
+
+
 def test_clicks_above_impressions(tmp_path: Path) -> None:
     path = write(tmp_path, "id,title,clicks,imps\n1,a,1,10\n2,b,11,10\n3,c,10,10\n4,d,3,2\n")
     rejects(
@@ -297,6 +324,30 @@ def test_bad_ctr_of_a_kept_row_is_still_fatal_next_to_dropped_rows(tmp_path: Pat
     rejects(path, SEED, CsvValidationError, "column 'URL CTR'", "row 2:", "expected a finite number")
 
 
+@pytest.mark.parametrize(
+    ("mapping", "content"),
+    [
+        pytest.param(RAW, "id,title,ctr\n1,a,0.1\n2,,oops\n3,c,0.3\n", id="bad-ctr"),
+        pytest.param(NORM, "id,title,norm\n1,a,0.1\n2,  ,7\n3,c,0.3\n", id="normalized-out-of-range"),
+        pytest.param(COUNTS, "id,title,clicks,imps\n1,a,1,10\n2,,n/a,\n3,c,3,30\n", id="blank-counts"),
+        pytest.param(COUNTS, "id,title,clicks,imps\n1,a,1,10\n2,,2.5,-1\n3,c,3,30\n", id="bad-counts"),
+        pytest.param(COUNTS, "id,title,clicks,imps\n1,a,1,10\n2,,9,1\n3,c,3,30\n", id="clicks-over-imps"),
+        pytest.param(RAW, "id,title,ctr\n1,a,0.1\n,,\n3,c,0.3\n", id="blank-line-of-commas"),
+        pytest.param(RAW, "id,title,ctr\n1,a,0.1\n1,,0.2\n3,c,0.3\n", id="id-of-a-dropped-row"),
+    ],
+)
+def test_an_empty_title_row_is_dropped_whatever_its_other_cells(
+    tmp_path: Path, mapping: ColumnMapping, content: str
+) -> None:
+    """One rule for every target source: an empty-title row is dropped and counted before any other
+    cell of it is checked, so its blank or broken values never make the file fatal."""
+    data = load_dataset(write(tmp_path, content), mapping)
+    assert data.summary.dropped == [DroppedRows(rule="empty title", count=1, rows=[2])]
+    assert data.ids.tolist() == ["1", "3"]
+    assert data.summary.rows_read == 3 and data.summary.rows_kept == 2
+    assert "empty title: 1 (row 2)" in data.summary.render()
+
+
 def test_no_rows_left_names_the_counts(tmp_path: Path) -> None:
     path = write(tmp_path, "id,title,clicks,imps\n1,,1,10\n2,b,0,0\n3,  ,0,5\n")
     rejects(
@@ -383,6 +434,68 @@ def test_inference_only_without_any_target(tmp_path: Path) -> None:
     assert any("inference-only mode" in note for note in data.summary.notes)
     assert "none (inference-only mode)" in data.summary.render()
     assert len(data) == 3
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        ("id,title,Norm ", "'Norm '"),
+        ("id,title,NORM", "'NORM'"),
+    ],
+)
+def test_misspelled_target_column_is_named_in_the_inference_notice(
+    tmp_path: Path, header: str, named: str
+) -> None:
+    path = write(tmp_path, f"{header}\n1,a,0.1\n2,b,0.2\n")
+    data = load_dataset(path, NORM)
+    assert data.summary.mode == "inference"  # no exact target column: still inference-only
+    assert len(data.summary.target_hints) == 1
+    hint = data.summary.target_hints[0]
+    assert named in hint and "'norm'" in hint and "mapping 'norm'" in hint
+    (note,) = [n for n in data.summary.notes if "inference-only mode" in n]
+    assert named in note and "fix the header or the mapping" in note
+    assert named in data.summary.render()
+
+
+def test_a_typo_in_a_seed_target_column_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,post_title,category_name,Normalised URL CTR\n1,a,Tech,0.3\n")
+    data = load_dataset(path, SEED)
+    assert data.summary.mode == "inference"
+    assert data.summary.target_hints == [
+        "column 'Normalised URL CTR' looks like a misspelling of 'Normalized URL CTR', "
+        "the ctr_normalized column of mapping 'seed'"
+    ]
+
+
+def test_misspelled_count_column_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,title,Clicks,imps\n1,a,1,10\n")
+    data = load_dataset(path, COUNTS)
+    assert data.summary.mode == "inference"
+    assert data.summary.target_hints == [
+        "column 'Clicks' differs only in case, spaces or underscores from 'clicks', "
+        "the clicks column of mapping 'counts'"
+    ]
+
+
+def test_misspelled_preferred_target_is_noted_when_another_source_is_used(tmp_path: Path) -> None:
+    """A seed-like file whose normalized column is mistyped trains on the raw CTR, and says so."""
+    path = write(tmp_path, "id,title,ctr,Normalized\n1,a,0.1,0.5\n2,b,0.2,0.6\n")
+    mapping = ColumnMapping(name="m", id="id", title="title", ctr="ctr", ctr_normalized="normalized")
+    data = load_dataset(path, mapping)
+    assert data.summary.target_source == "ctr"
+    assert any(n.startswith("target taken from ctr; column 'Normalized'") for n in data.summary.notes)
+
+
+def test_unrelated_columns_give_no_hint(tmp_path: Path) -> None:
+    data = load_dataset(write(tmp_path, "id,title,score,views\n1,a,0.1,3\n"), FULL_NO_GROUP)
+    assert data.summary.mode == "inference"
+    assert data.summary.target_hints == []
+    assert (
+        data.summary.notes[0] == "no target column found: inference-only mode (predictions only, no metrics)"
+    )
+
+
+FULL_NO_GROUP = FULL.model_copy(update={"category": None, "group": None})
 
 
 def test_normalized_only_notes_that_ctr_is_reported_normalized(tmp_path: Path) -> None:

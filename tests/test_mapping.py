@@ -194,3 +194,32 @@ def test_custom_mapping_with_a_raw_ctr_column(tmp_path: Path) -> None:
     # Without its target column the same mapping scores in inference-only mode.
     write(csv, "uid,headline,section\na1,x,Politics\n")
     assert load_dataset(csv, mapping).summary.mode == "inference"
+
+
+def test_a_misspelled_target_in_a_custom_mapping_is_named_wherever_it_matters(tmp_path: Path) -> None:
+    """The mapping says ``click rate``, the file says ``Click Rate``: no exact target column, so the data
+    is inference-only (predict still works), but the notice, the ``train`` error and the evaluation
+    notice all name the near miss instead of silently dropping the target."""
+    from export.errors import CsvValidationError
+    from training.evaluate import INFERENCE_NOTICE, inference_notice
+    from training.run import ensure_trainable
+    from training.train import train
+
+    mapping = resolve_mapping(
+        write(tmp_path / "m.json", json.dumps({"title": "headline", "ctr": "click rate"}))
+    )
+    csv = write(tmp_path / "d.csv", "headline,Click Rate\nBudget vote tonight,0.03\nTen tips,0.12\n")
+    data = load_dataset(csv, mapping)
+    assert data.summary.mode == "inference" and len(data) == 2
+    expected = "column 'Click Rate' differs only in case, spaces or underscores from 'click rate'"
+    assert data.summary.target_hints[0].startswith(expected)
+    assert expected in data.summary.render()
+    notice = inference_notice(data)
+    assert notice.startswith(INFERENCE_NOTICE) and expected in notice
+    for attempt in (lambda: ensure_trainable(data, None), lambda: train(data, tmp_path / "out")):
+        with pytest.raises(CsvValidationError) as info:
+            attempt()
+        message = str(info.value)
+        assert str(csv) in message and "nothing to train on" in message and expected in message
+        assert "\n" not in message
+    assert not (tmp_path / "out").exists()

@@ -9,14 +9,12 @@ import signal
 import time
 import uuid
 from collections import Counter
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 from export.registry import CURRENT_FILE, Registry, atomic_write_text
-from tests.export_support import _tempdir, sample_checkpoint, sample_data
-from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce
+from tests.stream_harness import Topics, template_registry, WorkerProcess, consume_until, event, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -29,22 +27,9 @@ TITLES = [
 ]
 
 
-@cache
-def _template_registry() -> tuple[Path, str, str]:
-    """A registry with two good versions (the first current) exported from the sample model."""
-    from training.export_model import export_to_registry
-
-    root = _tempdir("hs-stream-registry-") / "registry"
-    registry = Registry(root)
-    first = export_to_registry(sample_checkpoint(), sample_data(), registry).version
-    time.sleep(1.1)  # version names carry the time in seconds
-    second = export_to_registry(sample_checkpoint(), sample_data(), registry, make_current=False).version
-    return root, first, second
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> tuple[Path, str, str]:
-    root, first, second = _template_registry()
+    root, first, second = template_registry()
     dest = tmp_path / "registry"
     shutil.copytree(root, dest)
     return dest, first, second

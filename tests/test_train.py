@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from export.features import normalize_title, tokenize
 from headline_scorer import SAMPLE_DATA
@@ -19,7 +20,8 @@ from training.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 
-FAST = TrainConfig(epochs=4, patience=50, batch_size=64)
+# The default learning rate is tuned for many epochs on real data; these tests run a few epochs.
+FAST = TrainConfig(epochs=4, patience=50, batch_size=64, learning_rate=2e-3)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,32 @@ def test_leaky_columns_never_change_a_prediction(trained_dir: Path, tmp_path: Pa
     assert not np.allclose(c.ctr_normalized, pa.ctr_normalized[:50])
 
 
+def test_leaky_columns_of_the_training_file_never_change_the_model(tmp_path: Path) -> None:
+    """Trained on a file whose post-publication columns (other than the target itself) are scrambled,
+    the model is the same, weight for weight: they reach neither the features nor the loss."""
+    frame = pd.read_csv(SAMPLE_DATA / "train.csv").iloc[:400]
+    mutated = frame.copy()
+    rng = np.random.default_rng(1)
+    mutated["STR_High_Low"] = 1 - frame["STR_High_Low"]
+    mutated["CTR_per_cluster_avg"] = rng.random(len(frame))
+    mutated["cluster"] = rng.integers(0, 50, len(frame))
+    mutated["keyword_strength"] = rng.random(len(frame))
+    # Impressions and clicks rescaled by the same factor keep URL CTR, the target's source.
+    mutated["Impressions"] = frame["Impressions"] * 3
+    mutated["Url Clicks"] = frame["Url Clicks"] * 3
+    config = TrainConfig(epochs=2, patience=50)
+    models = []
+    for name, f in (("orig", frame), ("mutated", mutated)):
+        f.to_csv(tmp_path / f"{name}.csv", index=False)
+        data = load_dataset(tmp_path / f"{name}.csv", SEED)
+        result = train(data, tmp_path / name, config, progress=False)
+        models.append(TrainedModel.from_checkpoint(result.best_checkpoint))
+    a, b = (m.checkpoint["model_state"] for m in models)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
 def test_feature_state_is_fitted_on_training_rows_only(tmp_path: Path, sample: HeadlineData) -> None:
     result = train(sample, tmp_path, TrainConfig(epochs=1), progress=False)
     model = TrainedModel.from_checkpoint(result.best_checkpoint)
@@ -100,7 +128,7 @@ def test_feature_state_is_fitted_on_training_rows_only(tmp_path: Path, sample: H
 def test_resume_continues_from_the_last_loss(
     tmp_path: Path, sample: HeadlineData, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = train(sample, tmp_path / "first", TrainConfig(epochs=6, patience=50), progress=False)
+    first = train(sample, tmp_path / "first", FAST.model_copy(update={"epochs": 6}), progress=False)
     scratch_loss = first.history[0].train_loss
     last_loss = first.history[-1].train_loss
     assert scratch_loss - last_loss > 0.05, "the test needs a run that actually learned"
@@ -167,3 +195,23 @@ def test_group_label_is_above_the_group_mean(tmp_path: Path) -> None:
     np.testing.assert_array_equal(result.targets.labels, (ctr > means).astype(float))
     train_groups = set(data.groups[result.train_index])
     assert not train_groups & set(data.groups[result.val_index])
+
+
+@pytest.mark.parametrize("ctr_loss", ["mse", "l1", "huber"])
+def test_ctr_loss_choice_is_used_and_stored(tmp_path: Path, sample: HeadlineData, ctr_loss: str) -> None:
+    from training.model import HybridLoss
+
+    config = TrainConfig.model_validate({"epochs": 1, "ctr_loss": ctr_loss})
+    result = train(sample, tmp_path, config, progress=False)
+    saved = TrainConfig.model_validate_json(
+        TrainedModel.from_checkpoint(result.best_checkpoint).checkpoint["train_config"]
+    )
+    assert saved.ctr_loss == ctr_loss
+    pred, true = torch.tensor([0.2, 0.9]), torch.tensor([0.5, 0.5])
+    _, part, _ = HybridLoss(1.0, 1.0, 1.0, ctr_loss, 0.05)(pred, torch.zeros(2), true, torch.zeros(2))
+    expected = {
+        "mse": (0.09 + 0.16) / 2,
+        "l1": (0.3 + 0.4) / 2,
+        "huber": 0.05 * (0.3 - 0.025 + 0.4 - 0.025) / 2,
+    }
+    assert float(part) == pytest.approx(expected[ctr_loss])

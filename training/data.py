@@ -8,10 +8,20 @@ Rules:
 * fatal (raise :class:`~export.errors.CsvReadError` / :class:`~export.errors.CsvValidationError`,
   naming file, column, rows and what was expected): missing file, wrong encoding,
   empty file, missing mapped column, non-numeric or missing values in a target
-  column, CTR outside [0, 1], negative counts, clicks above impressions,
-  duplicate ids, no rows left after the drop rules;
+  column, CTR outside [0, 1], negative or fractional counts, clicks above
+  impressions, empty or duplicate ids, no rows left after the drop rules;
 * dropped, counted and reported (never silently): rows whose title is empty
   after trimming, rows with zero impressions (CTR undefined).
+
+A row with an empty title is dropped first and none of its other cells is
+checked (a trailing ``,,,`` line is dropped, not fatal); every other rule
+applies to the rows still kept.
+
+A mapped target column that is absent but closely matches a column of the
+file (case, spaces or a small typo, e.g. ``normalized url ctr``) is named in
+the summary's notes and ``target_hints``: without any target the data is in
+inference-only mode, and the notice and the "nothing to train on" error say
+which column was probably meant.
 
 Row numbers in messages are 1-based data rows (the header is not counted).
 """
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import hashlib
 import io
 import logging
@@ -75,10 +86,19 @@ class ValidationSummary(BaseModel):
     has_category: bool
     dropped: list[DroppedRows] = []
     notes: list[str] = []
+    target_hints: list[str] = []
 
     @property
     def mode(self) -> Literal["train", "inference"]:
         return "inference" if self.target_source is None else "train"
+
+    def dropped_line(self) -> str:
+        """One line on the dropped rows ("" when none), for commands that do not print the summary."""
+        if not self.dropped:
+            return ""
+        total = sum(d.count for d in self.dropped)
+        parts = "; ".join(f"{d.count} for {d.rule} ({_rows(d.rows)})" for d in self.dropped)
+        return f"{self.file}: dropped {total} of {self.rows_read} rows: {parts}"
 
     def render(self) -> str:
         """A plain-text summary table."""
@@ -204,6 +224,47 @@ def _check_range(
         )
 
 
+def _squash(name: str) -> str:
+    return "".join(name.casefold().split()).replace("_", "")
+
+
+def target_near_misses(mapping: ColumnMapping, columns: list[str]) -> list[str]:
+    """Hints for mapped target columns that are absent but closely match a column of the file."""
+    present = set(columns)
+    hints: list[str] = []
+    for field_name in ("ctr_normalized", "ctr", "clicks", "impressions"):
+        expected = getattr(mapping, field_name)
+        if not expected or expected in present:
+            continue
+        same = [c for c in columns if _squash(c) == _squash(expected)]
+        if same:
+            hints.append(
+                f"column {same[0]!r} differs only in case, spaces or underscores from {expected!r}, "
+                f"the {field_name} column of mapping {mapping.name!r}"
+            )
+            continue
+        close = difflib.get_close_matches(expected.casefold(), [c.casefold() for c in columns], 1, 0.85)
+        if close:
+            actual = next(c for c in columns if c.casefold() == close[0])
+            hints.append(
+                f"column {actual!r} looks like a misspelling of {expected!r}, "
+                f"the {field_name} column of mapping {mapping.name!r}"
+            )
+    return hints
+
+
+def _whole_numbers(
+    values: NDArray[np.float64], column: str, path: Path, rows: NDArray[np.bool_], raw: pd.Series
+) -> None:
+    """Counts must be whole numbers (``12`` or ``12.0``; not ``12.5``) on ``rows``."""
+    bad = np.flatnonzero((values != np.floor(values)) & rows) + 1
+    if bad.size:
+        raise CsvValidationError(
+            f"{path}: column {column!r}, {_rows(bad)}: expected a whole number (a count), "
+            f"got {str(raw.iloc[int(bad[0]) - 1]).strip()!r}"
+        )
+
+
 def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
     """Read and validate ``path`` through ``mapping``; raise a typed error on bad input."""
     path = Path(path)
@@ -241,8 +302,14 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
         and mapping.impressions in frame.columns
     ):
         target_source = "clicks/impressions"
+    hints = target_near_misses(mapping, [str(c) for c in frame.columns])
     if target_source is None:
-        notes.append("no target column found: inference-only mode (predictions only, no metrics)")
+        fix = "".join(f"; {h}" for h in hints) + (": fix the header or the mapping to train" if hints else "")
+        notes.append("no target column found: inference-only mode (predictions only, no metrics)" + fix)
+    elif hints:
+        notes.append(f"target taken from {target_source}; " + "; ".join(hints))
+    for hint in hints:
+        logger.warning("%s: %s", path, hint)
 
     dropped: list[DroppedRows] = []
     keep = np.ones(rows_read, dtype=bool)
@@ -264,11 +331,12 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
     )
     if target_source is not None and has_counts:
         assert mapping.clicks and mapping.impressions
-        clicks = _numeric(frame, mapping.clicks, path)
-        impressions = _numeric(frame, mapping.impressions, path)
+        clicks = _numeric(frame, mapping.clicks, path, keep)
+        impressions = _numeric(frame, mapping.impressions, path, keep)
         for col, values in ((mapping.clicks, clicks), (mapping.impressions, impressions)):
-            _check_range(values, col, path, 0.0, np.inf)
-        over = np.flatnonzero(clicks > impressions) + 1
+            _check_range(values, col, path, 0.0, np.inf, keep)
+            _whole_numbers(values, col, path, keep, frame[col])
+        over = np.flatnonzero((clicks > impressions) & keep) + 1
         if over.size:
             raise CsvValidationError(
                 f"{path}: columns {mapping.clicks!r}/{mapping.impressions!r}, {_rows(over)}: "
@@ -297,12 +365,12 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
     ids_all: NDArray[np.str_]
     if mapping.id:
         ids_all = frame[mapping.id].astype(str).str.strip().to_numpy(dtype=str)
-        empty_id = np.flatnonzero(ids_all == "") + 1
+        empty_id = np.flatnonzero((ids_all == "") & keep) + 1
         if empty_id.size:
             raise CsvValidationError(
                 f"{path}: column {mapping.id!r}, {_rows(empty_id)}: expected an id, got ''"
             )
-        dup_mask = pd.Series(ids_all).duplicated(keep=False).to_numpy()
+        dup_mask = pd.Series(ids_all).where(keep).duplicated(keep=False).to_numpy() & keep
         dups = np.flatnonzero(dup_mask) + 1
         if dups.size:
             raise CsvValidationError(
@@ -344,6 +412,7 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
         has_category=categories is not None,
         dropped=dropped,
         notes=notes,
+        target_hints=hints,
     )
     logger.debug("validated %s: %d rows read, %d kept", path, rows_read, index.size)
     return HeadlineData(

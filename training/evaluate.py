@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 INFERENCE_NOTICE = "no target column in the data: inference-only mode, predictions only, no metrics"
 
 
+def inference_notice(data: HeadlineData) -> str:
+    """The inference-only notice, naming columns that look like a misspelled target column."""
+    return INFERENCE_NOTICE + "".join(f"; {h}" for h in data.summary.target_hints)
+
+
 def _num(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -66,7 +71,7 @@ def evaluate_predictions(
     Targets are built with the model's own scaling and label rule.
     """
     if not data.has_target:
-        return Evaluation(mode="inference", rows=len(data), notice=INFERENCE_NOTICE)
+        return Evaluation(mode="inference", rows=len(data), notice=inference_notice(data))
     targets = build_targets(data, model.scaling, model.label_rule)
     reg = regression_metrics(targets.normalized, predictions.ctr_normalized)
     cls = classification_metrics(targets.labels, predictions.quality_prob, model.quality_threshold)

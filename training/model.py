@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -64,10 +66,25 @@ class DualHeadModel(nn.Module):
         return ctr, quality_logit
 
 
-class HybridLoss(nn.Module):
-    """``ctr_weight * MSE(ctr) + quality_weight * BCE(quality, pos_weight)``; parts are reported too."""
+CtrLoss = Literal["mse", "l1", "huber"]
 
-    def __init__(self, ctr_weight: float = 1.0, quality_weight: float = 1.0, pos_weight: float = 1.0) -> None:
+
+class HybridLoss(nn.Module):
+    """``ctr_weight * L(ctr) + quality_weight * BCE(quality, pos_weight)``; parts are reported too.
+
+    ``L`` is the squared error (``mse``: the CTR head estimates the mean), the absolute
+    error (``l1``: the median, which minimises the MAE of a skewed target) or Huber
+    with ``huber_delta`` (quadratic near 0, absolute beyond).
+    """
+
+    def __init__(
+        self,
+        ctr_weight: float = 1.0,
+        quality_weight: float = 1.0,
+        pos_weight: float = 1.0,
+        ctr_loss: CtrLoss = "mse",
+        huber_delta: float = 0.05,
+    ) -> None:
         super().__init__()
         if ctr_weight < 0 or quality_weight < 0 or ctr_weight + quality_weight == 0:
             raise ValueError(
@@ -77,7 +94,14 @@ class HybridLoss(nn.Module):
             raise ValueError(f"expected a positive pos_weight, got {pos_weight}")
         self.ctr_weight = ctr_weight
         self.quality_weight = quality_weight
-        self.mse = nn.MSELoss()
+        losses: dict[str, nn.Module] = {
+            "mse": nn.MSELoss(),
+            "l1": nn.L1Loss(),
+            "huber": nn.HuberLoss(delta=huber_delta),
+        }
+        if ctr_loss not in losses:
+            raise ValueError(f"expected ctr_loss in {sorted(losses)}, got {ctr_loss!r}")
+        self.ctr_loss = losses[ctr_loss]
         self.bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight))
 
     def forward(
@@ -87,6 +111,6 @@ class HybridLoss(nn.Module):
         ctr_true: torch.Tensor,
         quality_true: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ctr_loss = self.mse(ctr_pred, ctr_true)
+        ctr_loss = self.ctr_loss(ctr_pred, ctr_true)
         quality_loss = self.bce(quality_logit, quality_true)
         return self.ctr_weight * ctr_loss + self.quality_weight * quality_loss, ctr_loss, quality_loss

@@ -11,7 +11,7 @@ import numpy as np
 
 from export.errors import CsvValidationError
 from training.data import HeadlineData
-from training.evaluate import INFERENCE_NOTICE, Evaluation, evaluate_predictions, write_predictions
+from training.evaluate import Evaluation, evaluate_predictions, inference_notice, write_predictions
 from training.predict import TrainedModel
 from training.report import CURVES_PNG, REPORT_MD, SCATTER_PNG, plot_curves, plot_scatter, write_report
 from training.train import TrainConfig, TrainResult, train
@@ -39,8 +39,9 @@ def _label_description(model: TrainedModel) -> str:
 def ensure_trainable(data: HeadlineData, resume: Path | None) -> None:
     """Refuse data that can be neither trained on nor scored (no target and no model)."""
     if not data.has_target and resume is None:
+        hints = "".join(f"; {h}" for h in data.summary.target_hints)
         raise CsvValidationError(
-            f"{data.summary.file}: no target column, so nothing to train on; "
+            f"{data.summary.file}: no target column, so nothing to train on{hints}; "
             "pass --resume CHECKPOINT to score it in inference-only mode, or use `predict`"
         )
 
@@ -57,11 +58,12 @@ def run_training(
     out_dir.mkdir(parents=True, exist_ok=True)
     if not data.has_target:
         assert resume is not None
-        logger.warning("%s", INFERENCE_NOTICE)
+        notice = inference_notice(data)
+        logger.warning("%s", notice)
         model = TrainedModel.from_checkpoint(resume)
         predictions = model.predict(data.titles, data.categories)
         write_predictions(out_dir / PREDICTIONS_CSV, data, predictions)
-        evaluation = Evaluation(mode="inference", rows=len(data), notice=INFERENCE_NOTICE)
+        evaluation = Evaluation(mode="inference", rows=len(data), notice=notice)
         (out_dir / METRICS_JSON).write_text(evaluation.model_dump_json(indent=2), encoding="utf-8")
         return RunOutcome(out_dir=out_dir, evaluation=evaluation, result=None)
 
