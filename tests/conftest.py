@@ -152,15 +152,20 @@ def scorer_prometheus_url(kafka_bootstrap: str, tmp_path: Path) -> Iterator[str]
         worker.wait_ready()
         with running_prometheus([f"127.0.0.1:{worker.port}"], tmp_path / "prometheus") as server:
             titles = ["Why the city council finally said yes", "A 10-step guide to better sleep"]
-            for round_ in range(4):  # events across several scrapes, so rates have data
+            deadline = time.monotonic() + 90
+            round_ = 0
+            # keep events flowing across several scrapes (Prometheus waits ~5 s before its first one),
+            # so counters increase between scrapes and rates have data
+            while not server.query("count(rate(headline_scorer_events_dead_lettered_total[1m]) > 0)"):
+                assert time.monotonic() < deadline, "Prometheus saw no increasing counters in 90 s"
                 records = [
                     (f"e{round_}-{i}".encode(), event(f"e{round_}-{i}", titles[i % 2], "tech"))
                     for i in range(150)
                 ]
                 records.append((b"bad", b"{not json"))
                 asyncio.run(produce(kafka_bootstrap, topics.input, records))
+                round_ += 1
                 time.sleep(1.0)
-            server.wait_for("count(rate(headline_scorer_events_scored_total[1m]) > 0)", timeout=60)
             server.wait_for("count(headline_scorer_consumer_lag_messages)", timeout=30)
             server.wait_for("count(headline_scorer_drift_psi >= 0)", timeout=30)
             yield server.base_url

@@ -225,5 +225,3 @@ def template_registry() -> tuple[Path, str, str]:
     time.sleep(1.1)  # version names carry the time in seconds
     second = export_to_registry(sample_checkpoint(), sample_data(), registry, make_current=False).version
     return root, first, second
-
-

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from export.registry import CURRENT_FILE, Registry, atomic_write_text
-from tests.stream_harness import Topics, template_registry, WorkerProcess, consume_until, event, produce
+from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -203,3 +203,30 @@ def test_two_workers_share_partitions_and_one_takes_over(
     finally:
         a.stop()
         b.stop()
+
+
+def test_sigterm_commits_so_a_restarted_worker_does_not_rescore(
+    kafka_bootstrap: str, registry: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, _, _ = registry
+    topics = Topics.unique()
+    app_id = f"t-{uuid.uuid4().hex[:6]}"
+    worker = _worker(kafka_bootstrap, root, topics, tmp_path, app_id, 0).start()
+    restarted: WorkerProcess | None = None
+    try:
+        worker.wait_ready()
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(500, "s")))
+        asyncio.run(consume_until(kafka_bootstrap, [topics.output], 500, distinct=True))
+        assert worker.stop(signal.SIGTERM) == 0  # graceful: finish, commit, exit 0
+        assert "Traceback" not in worker.log()
+        restarted = _worker(kafka_bootstrap, root, topics, tmp_path, app_id, 1).start()
+        restarted.wait_ready()
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(100, "t")))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 600, distinct=True))
+        ids = Counter(json.loads(v)["id"] for _, _, v, _ in out if v is not None)
+        assert len(ids) == 600
+        assert sum(ids.values()) == 600  # nothing scored twice: the offsets were committed at stop
+    finally:
+        worker.stop()
+        if restarted is not None:
+            restarted.stop()
