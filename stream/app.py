@@ -67,6 +67,7 @@ class Scorer:
         self._score_pool = ThreadPoolExecutor(1, thread_name_prefix="score")
         self._load_pool = ThreadPoolExecutor(1, thread_name_prefix="model-load")
         self._last_offsets: dict[tuple[str, int], int] = {}
+        self._lag_series: set[tuple[str, int]] = set()
 
     # -- model -------------------------------------------------------------
     async def poll_model(self) -> None:
@@ -136,6 +137,11 @@ class Scorer:
         except Exception:  # consumer not started yet
             return
         self.health.partitions_assigned = len(assignment)
+        held = {(tp.topic, tp.partition) for tp in assignment}
+        revoked = self._lag_series - held
+        if revoked:  # partitions moved to another worker: their lag is not ours to report
+            self.metrics.forget_partitions(revoked)
+        self._lag_series = held
         for tp in assignment:
             highwater = consumer.highwater(tp)
             last = self._last_offsets.get((tp.topic, tp.partition))

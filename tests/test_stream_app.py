@@ -1,0 +1,73 @@
+"""The faust app wiring, without a broker: entry points and settings reach faust."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import faust
+import pytest
+
+from stream.app import build_app, faust_kwargs
+from stream.settings import StreamSettings
+from stream.transport import ScorerFaustApp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_build_app_carries_the_settings_into_faust(tmp_path: Path) -> None:
+    settings = StreamSettings.from_env(
+        kafka_bootstrap_servers="k1:9092,k2:9093",
+        model_registry=tmp_path,
+        fetch_max_wait_ms=25,
+        commit_interval_seconds=0.5,
+        scorer_app_id="scorer-x",
+        web_port=7777,
+    )
+    scorer = build_app(settings)
+    app = scorer.app
+    assert isinstance(app, ScorerFaustApp)
+    assert app.conf.id == "scorer-x"
+    assert [str(url) for url in app.conf.broker] == ["kafka://k1:9092", "kafka://k2:9093"]
+    assert app.conf.broker_commit_interval == 0.5
+    assert app.conf.web_port == 7777
+    assert app.fetch_max_wait_ms == 25
+    assert scorer.holder.model is None  # nothing loaded until the worker starts
+    assert scorer.health.ready() == (False, "no model loaded")
+
+
+def test_sasl_settings_become_faust_credentials(tmp_path: Path) -> None:
+    settings = StreamSettings.from_env(
+        model_registry=tmp_path,
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="scorer",
+        kafka_sasl_password="s3cret-value",
+    )
+    creds = faust_kwargs(settings)["broker_credentials"]
+    assert isinstance(creds, faust.SASLCredentials)
+    assert creds.username == "scorer"
+    assert "s3cret-value" not in repr(settings)
+
+
+def test_faust_cli_entry_point_builds_the_app_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_REGISTRY", str(tmp_path))
+    monkeypatch.setenv("SCORER_APP_ID", "from-env")
+    sys.modules.pop("stream.faust_app", None)
+    module = importlib.import_module("stream.faust_app")
+    assert module.app.conf.id == "from-env"
+    # and faust's own CLI accepts the module (``faust -A stream.faust_app ...``)
+    done = subprocess.run(
+        [sys.executable, "-m", "faust", "-A", "stream.faust_app", "--help"],
+        cwd=ROOT,
+        env={"MODEL_REGISTRY": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "worker" in done.stdout
