@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
@@ -145,14 +146,23 @@ def event(id_: str, title: str, category: str | None = "tech") -> bytes:
     return json.dumps({"id": id_, "title": title, "category": category}).encode()
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    *,
+    timestamps: Sequence[int | None] | None = None,
+    **producer_kwargs: Any,
+) -> int:
+    """Send ``(key, value)`` records; ``timestamps`` (ms, per record) and producer settings optional."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **{"linger_ms": 5, **producer_kwargs})
     await producer.start()
     n = 0
     try:
         futures = []
         for key, value in records:
-            futures.append(await producer.send(topic, value=value, key=key))
+            ts = timestamps[n] if timestamps is not None else None
+            futures.append(await producer.send(topic, value=value, key=key, timestamp_ms=ts))
             n += 1
         await asyncio.gather(*futures)
     finally:
