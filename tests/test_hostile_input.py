@@ -115,6 +115,37 @@ def test_batch_scorer_fixed_cases(case: Case) -> None:
     assert outcome in case.allowed
 
 
+@pytest.mark.parametrize(
+    ("published_at", "timestamp_ms", "expected"),
+    [
+        ("9999-12-31T23:59:59-14:00", None, "schema"),  # year 10000 in UTC
+        ("0001-01-01T00:00:00+14:00", None, "schema"),  # year 0 in UTC
+        ("0001-01-01T00:00:00-14:00", None, "0001-01-01T14:00:00Z"),
+        (None, 2**62, "now"),  # a Kafka CreateTime no datetime can hold: the scoring time instead
+        (None, -1, "now"),
+        (None, 1_767_225_600_000, "2026-01-01T00:00:00Z"),
+    ],
+)
+def test_event_times_outside_the_datetime_range(
+    published_at: str | None, timestamp_ms: int | None, expected: str
+) -> None:
+    value = json.dumps({"id": "t", "title": "A headline", "published_at": published_at}).encode()
+    result = _batch_scorer(CollectorRegistry()).process(
+        _model(), [InRecord(b"t", value, "headlines", 0, 0, timestamp_ms)]
+    )
+    if expected == "schema":
+        (dead,) = result.dead_letters
+        headers = dict(dead.headers)
+        assert headers[HEADER_REASON] == b"schema"
+        assert b"published_at" in headers["dlq.error"] and b"1-9999" in headers["dlq.error"]
+        return
+    (score,) = [json.loads(s.value or b"") for s in result.scores]
+    if expected == "now":
+        assert score["event_time"] == score["scored_at"]
+    else:
+        assert score["event_time"] == expected
+
+
 def _expected(value: bytes | None) -> str:
     try:
         decode_event(value, MAX_EVENT_BYTES)
