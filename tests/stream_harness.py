@@ -57,6 +57,8 @@ class WorkerProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # the process to run; default: the ``worker`` command
+    command: Sequence[str] = (sys.executable, "-m", "headline_scorer.cli", "worker")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -83,7 +85,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "headline_scorer.cli", "worker"],
+                list(self.command),
                 env=self.env(),
                 cwd=ROOT,
                 stdout=log,
