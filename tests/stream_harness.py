@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -198,16 +199,20 @@ async def consume_until(
     )
     await consumer.start()
     out: list[Record] = []
+    ids: set[str] = set()  # distinct ids so far (kept up to date, not recounted per poll)
     deadline = time.monotonic() + timeout
 
     def count() -> int:
-        return len(distinct_ids(out)) if distinct else len(out)
+        return len(ids) if distinct else len(out)
 
     try:
         while count() < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for tp, records in batch.items():
-                out.extend((tp.topic, r.key, r.value, list(r.headers)) for r in records)
+                new = [(tp.topic, r.key, r.value, list(r.headers)) for r in records]
+                out.extend(new)
+                if distinct:
+                    ids.update(distinct_ids(new))
         # a short grace period shows whether more than expected arrive
         extra = await consumer.getmany(timeout_ms=300)
         for tp, records in extra.items():
@@ -220,3 +225,42 @@ async def consume_until(
 def stop_all(workers: Iterable[WorkerProcess]) -> None:
     for worker in workers:
         worker.stop()
+
+
+class BackgroundReplay:
+    """``replay_events`` on its own thread and event loop, so a test can kill things meanwhile."""
+
+    def __init__(self, bootstrap: str, topic: str, *, limit: int, rate: float, **kwargs: Any) -> None:
+        from headline_scorer import SAMPLE_DATA
+        from headline_scorer.replay import load_rows
+
+        self._rows = load_rows(SAMPLE_DATA / "train.csv")
+        self._args = {"client_kwargs": {"bootstrap_servers": bootstrap}, "topic": topic, "limit": limit,
+                      "rate": rate, "keep_ids": True, **kwargs}  # fmt: skip
+        self.report: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
+
+    def _run(self) -> None:
+        from headline_scorer.replay import replay_events
+
+        try:
+            self.report = asyncio.run(replay_events(self._rows, **self._args))
+        except BaseException as exc:  # handed to the test by join()
+            self.error = exc
+
+    def start(self) -> BackgroundReplay:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float = 120.0) -> Any:
+        """The :class:`~headline_scorer.replay.ReplayReport` (raises what the replay raised)."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "replay did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.report
