@@ -25,7 +25,8 @@ OUTCOMES: Final = (SCORED, *DEAD_LETTER_REASONS)
 MAX_EVENT_BYTES: Final = 65536  # the worker's default MAX_EVENT_BYTES
 
 _offsets = st.builds(
-    timezone, st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59))
+    timezone,
+    st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)),
 )
 _datetimes = st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_offsets | st.none()
@@ -136,7 +137,9 @@ def _case(name: str, value: bytes | None, *allowed: str, **kw: Any) -> Case:
 
 
 ONE_MB: Final = 1 << 20
-HEBREW: Final = "\u05d7\u05d3\u05e9\u05d5\u05ea \u05d4\u05d9\u05d5\u05dd: \u05e1\u05d8\u05d0\u05e8\u05d8\u05d0\u05e4"
+HEBREW: Final = (
+    "\u05d7\u05d3\u05e9\u05d5\u05ea \u05d4\u05d9\u05d5\u05dd: \u05e1\u05d8\u05d0\u05e8\u05d8\u05d0\u05e4"
+)
 ARABIC: Final = "\u0623\u062e\u0628\u0627\u0631 \u0627\u0644\u064a\u0648\u0645"
 
 FIXED_CASES: Final[tuple[Case, ...]] = (
@@ -179,25 +182,43 @@ FIXED_CASES: Final[tuple[Case, ...]] = (
     _case("blank-title", _ev(id="w7", title=" \t\n "), "schema"),
     _case("title-1001-chars", _ev(id="w8", title="t" * 1001), "schema"),
     # times at the edge of what a datetime can hold (UTC equivalent outside years 1-9999)
-    _case("published-year-10000-utc", _ev(id="y1", title="t", published_at="9999-12-31T23:59:59-14:00"),
-          "schema"),  # fmt: skip
-    _case("published-year-0-utc", _ev(id="y2", title="t", published_at="0001-01-01T00:00:00+14:00"),
-          "schema"),  # fmt: skip
-    _case("published-year-9999-utc", _ev(id="y4", title="t", published_at="9999-12-31T23:59:59+14:00"),
-          SCORED),  # fmt: skip
-    _case("kafka-timestamp-far-future", _ev(id="y3", title="Far future Kafka timestamp"), SCORED,
-          timestamp_ms=2**62),  # fmt: skip
+    _case(
+        "published-year-10000-utc",
+        _ev(id="y1", title="t", published_at="9999-12-31T23:59:59-14:00"),
+        "schema",
+    ),
+    _case(
+        "published-year-0-utc", _ev(id="y2", title="t", published_at="0001-01-01T00:00:00+14:00"), "schema"
+    ),
+    _case(
+        "published-year-9999-utc", _ev(id="y4", title="t", published_at="9999-12-31T23:59:59+14:00"), SCORED
+    ),
+    _case(
+        "kafka-timestamp-far-future",
+        _ev(id="y3", title="Far future Kafka timestamp"),
+        SCORED,
+        timestamp_ms=2**62,
+    ),
     # sizes
     _case("title-1mb", _ev(id="big1", title="a" * ONE_MB), "too_large"),
     _case("just-over-limit", _ev(id="big2", title="b" * MAX_EVENT_BYTES), "too_large"),
     _case("near-limit-scored", _ev(id="big3", title="c" * 1000, pad="p" * (MAX_EVENT_BYTES - 1200)), SCORED),
     # text that is valid but unusual
     _case("control-escapes", _ev(id="c1", title="Breaking\u0000news\u0007 \u001b[31mred\u001b[0m"), SCORED),
-    _case("hebrew-rtl", _ev(id="r1", title=HEBREW, category="\u05d8\u05db\u05e0\u05d5\u05dc\u05d5\u05d2\u05d9\u05d4"),
-          SCORED),  # fmt: skip
+    _case(
+        "hebrew-rtl",
+        _ev(id="r1", title=HEBREW, category="\u05d8\u05db\u05e0\u05d5\u05dc\u05d5\u05d2\u05d9\u05d4"),
+        SCORED,
+    ),
     _case("arabic-rlo", _ev(id="r2", title=f"\u202e{ARABIC}\u202c and English"), SCORED),
-    _case("emoji", _ev(id="e1", title="Rocket \U0001f680 fire \U0001f525 family \U0001f468\u200d\U0001f469\u200d\U0001f467"),
-          SCORED),  # fmt: skip
+    _case(
+        "emoji",
+        _ev(
+            id="e1",
+            title="Rocket \U0001f680 fire \U0001f525 family \U0001f468\u200d\U0001f469\u200d\U0001f467",
+        ),
+        SCORED,
+    ),
     _case("combining-marks", _ev(id="e2", title="Z\u0351\u0352a\u0353l\u0354g\u0355o" * 20), SCORED),
     _case("only-emoji", _ev(id="e3", title="\U0001f600" * 500), SCORED),
     _case("nul-category", _ev(id="e4", title="NUL category", category="\u0000"), SCORED),
@@ -205,10 +226,13 @@ FIXED_CASES: Final[tuple[Case, ...]] = (
     _case("duplicate-id-1", _ev(id="dup", title="The first headline with this id"), SCORED),
     _case("duplicate-id-2", _ev(id="dup", title="The second headline with this id"), SCORED),
     _case("duplicate-json-key", b'{"id": "k1", "title": "first", "title": "second"}', SCORED, "schema"),
-    _case("long-key-valid", _ev(id="lk1", title="A valid event under a 100 KB key"), SCORED,
-          key=b"K" * 100_000 + b"-valid"),  # fmt: skip
+    _case(
+        "long-key-valid",
+        _ev(id="lk1", title="A valid event under a 100 KB key"),
+        SCORED,
+        key=b"K" * 100_000 + b"-valid",
+    ),
     _case("long-key-invalid", b"not json", "not_json", key=b"K" * 100_000 + b"-invalid"),
     # tombstones
     _case("tombstone", None, "null_value"),
 )
-

@@ -235,8 +235,14 @@ class BackgroundReplay:
         from headline_scorer.replay import load_rows
 
         self._rows = load_rows(SAMPLE_DATA / "train.csv")
-        self._args = {"client_kwargs": {"bootstrap_servers": bootstrap}, "topic": topic, "limit": limit,
-                      "rate": rate, "keep_ids": True, **kwargs}  # fmt: skip
+        self._args = {
+            "client_kwargs": {"bootstrap_servers": bootstrap},
+            "topic": topic,
+            "limit": limit,
+            "rate": rate,
+            "keep_ids": True,
+            **kwargs,
+        }
         self.report: Any = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="replay", daemon=True)

@@ -44,13 +44,16 @@ def registry_root(tmp_path: Path) -> Path:
     return Path(shutil.copytree(_template_registry()[0], tmp_path / "registry"))
 
 
-def _worker(bootstrap: str, registry: Path, topics: Topics, tmp_path: Path, app_id: str, n: int = 0,
-            **env: str) -> WorkerProcess:  # fmt: skip
+def _worker(
+    bootstrap: str, registry: Path, topics: Topics, tmp_path: Path, app_id: str, n: int = 0, **env: str
+) -> WorkerProcess:
     return WorkerProcess(bootstrap, registry, topics, app_id, tmp_path / f"worker-{n}.log", extra_env=env)
 
 
 def _valid(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
-    return [(f"{prefix}-{i}".encode(), event(f"{prefix}-{i}", f"Headline {prefix} number {i}")) for i in range(n)]
+    return [
+        (f"{prefix}-{i}".encode(), event(f"{prefix}-{i}", f"Headline {prefix} number {i}")) for i in range(n)
+    ]
 
 
 def _scored_ids(bootstrap: str, topic: str, expected: int, timeout: float = 90.0) -> Counter[str]:
@@ -83,7 +86,9 @@ def test_sigkill_during_a_20000_event_replay_then_restart_scores_every_event(
     try:
         first.wait_ready()
         replay = BackgroundReplay(kafka_bootstrap, topics.input, limit=n, rate=2500).start()
-        _wait_for(lambda: _metric(first, "headline_scorer_events_scored_total{}") >= 2000, 30, "scores", first)
+        _wait_for(
+            lambda: _metric(first, "headline_scorer_events_scored_total{}") >= 2000, 30, "scores", first
+        )
         assert replay.running, "the kill must land while the replay is still sending"
         scored_before_kill = _metric(first, "headline_scorer_events_scored_total{}")
         first.stop(signal.SIGKILL)
@@ -117,11 +122,17 @@ def test_broker_restart_under_load_the_worker_reconnects_and_resumes(
         worker.wait_ready()
         pid = worker.proc.pid if worker.proc else None
         replay = BackgroundReplay(bootstrap, topics.input, limit=3000, rate=1000).start()
-        _wait_for(lambda: _metric(worker, "headline_scorer_events_scored_total{}") >= 500, 30, "scores", worker)
+        _wait_for(
+            lambda: _metric(worker, "headline_scorer_events_scored_total{}") >= 500, 30, "scores", worker
+        )
         assert replay.running
         embedded_broker.restart()  # memory storage: topics, offsets and the group are gone
-        run_sync(create_topics({"bootstrap_servers": bootstrap},
-                               [TopicSpec(t, 4) for t in (topics.input, topics.output, topics.dlq)]))  # fmt: skip
+        run_sync(
+            create_topics(
+                {"bootstrap_servers": bootstrap},
+                [TopicSpec(t, 4) for t in (topics.input, topics.output, topics.dlq)],
+            )
+        )
         replay.join()  # sends during the outage may fail; that is the producer's business
         scored_at_restart = _metric(worker, "headline_scorer_events_scored_total{}")
 
@@ -145,8 +156,11 @@ def _alert_metric() -> str:
         for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
             for rule in group["rules"]:
                 if rule.get("alert", "").endswith("ModelReloadFailed"):
-                    names = [w for w in rule["expr"].replace("(", " ").replace("{", " ").split() if
-                             w.startswith("headline_scorer_")]  # fmt: skip
+                    names = [
+                        w
+                        for w in rule["expr"].replace("(", " ").replace("{", " ").split()
+                        if w.startswith("headline_scorer_")
+                    ]
                     assert len(names) == 1, rule["expr"]
                     return str(names[0])
     raise AssertionError(f"no ModelReloadFailed alert in {RULES}")
@@ -157,7 +171,7 @@ def _serving(worker: WorkerProcess) -> set[str]:
 
 
 def _score_batch(bootstrap: str, topics: Topics, prefix: str, n: int = 50) -> set[str]:
-    """Send ``n`` events (one batch per distinct one-letter ``prefix``); the model versions of their scores."""
+    """Send ``n`` events (batches "a", "b", ... in turn); the model versions their scores carry."""
     asyncio.run(produce(bootstrap, topics.input, _valid(n, prefix)))
     total = n * (ord(prefix) - ord("a") + 1)  # batches "a", "b", ... so far
     out = asyncio.run(consume_until(bootstrap, [topics.output], total, timeout=30, distinct=True))
@@ -244,8 +258,10 @@ def test_bad_versions_and_a_failed_publish_leave_the_old_model_serving(
 
 def _lag_partitions(worker: WorkerProcess, topic: str) -> set[str]:
     """Partitions of ``topic`` the worker exports a lag gauge for."""
-    found = (re.fullmatch(r"headline_scorer_consumer_lag_messages\{partition=(\d+),topic=(.+)\}", k)
-             for k in worker.metrics())  # fmt: skip
+    found = (
+        re.fullmatch(r"headline_scorer_consumer_lag_messages\{partition=(\d+),topic=(.+)\}", k)
+        for k in worker.metrics()
+    )
     return {m.group(1) for m in found if m is not None and m.group(2) == topic}
 
 
@@ -268,8 +284,12 @@ def test_two_workers_one_sigkilled_partitions_move_and_nothing_is_lost(
     try:
         a.wait_ready()
         b.wait_ready()
-        _wait_for(lambda: len(_assigned(a, topics.input)) == 2 and len(_assigned(b, topics.input)) == 2,
-                  60, "both workers holding partitions", a)  # fmt: skip
+        _wait_for(
+            lambda: len(_assigned(a, topics.input)) == 2 and len(_assigned(b, topics.input)) == 2,
+            60,
+            "both workers holding partitions",
+            a,
+        )
         assert _assigned(a, topics.input) | _assigned(b, topics.input) == {0, 1, 2, 3}
         replay = BackgroundReplay(kafka_bootstrap, topics.input, limit=6000, rate=1500).start()
         _wait_for(lambda: _metric(a, "headline_scorer_events_scored_total{}") >= 300, 30, "a scoring", a)

@@ -33,10 +33,10 @@ from stream.scoring import BatchScorer, InRecord
 from tests.export_support import exported_version
 from tests.hostile_corpus import (
     FIXED_CASES,
-    Case,
     MAX_EVENT_BYTES,
     ONE_MB,
     SCORED,
+    Case,
     generated_values,
     record_keys,
     record_timestamps_ms,
@@ -63,10 +63,17 @@ def _batch_scorer(registry: CollectorRegistry) -> BatchScorer:
 _records = st.lists(st.tuples(record_keys, record_values, record_timestamps_ms), max_size=24)
 
 
-@settings(max_examples=150, derandomize=True, database=None, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@settings(
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(_records)
-def test_batch_scorer_accounts_for_every_record(drawn: list[tuple[bytes | None, bytes | None, int | None]]) -> None:
+def test_batch_scorer_accounts_for_every_record(
+    drawn: list[tuple[bytes | None, bytes | None, int | None]],
+) -> None:
     records = [InRecord(k, v, "headlines", i % 4, i, ts) for i, (k, v, ts) in enumerate(drawn)]
     registry = CollectorRegistry()
     scorer = _batch_scorer(registry)
@@ -162,6 +169,7 @@ def registry_root(tmp_path: Path) -> Path:
     """A copy of the end-to-end tests' registry (two versions of the sample model, the first current)."""
     return Path(shutil.copytree(_template_registry()[0], tmp_path / "registry"))
 
+
 N_GENERATED = 300
 
 
@@ -205,7 +213,9 @@ def test_worker_scores_or_dead_letters_every_hostile_record(
         inputs = read_topic(topics.input, len(corpus), timeout=30)
         assert len(inputs) == len(corpus)
         by_source = {(r.partition, r.offset): r for r in inputs}
-        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output, topics.dlq], len(corpus), timeout=60))
+        out = asyncio.run(
+            consume_until(kafka_bootstrap, [topics.output, topics.dlq], len(corpus), timeout=60)
+        )
 
         outcome: dict[bytes, str] = {}
         sources: Counter[tuple[int, int]] = Counter()
@@ -223,7 +233,9 @@ def test_worker_scores_or_dead_letters_every_hostile_record(
                 verdict = SCORED
             sources[source] += 1
             outcome[original.key] = verdict
-        assert sources == Counter(by_source.keys()), "every record left exactly once, as a score or a dead letter"
+        assert sources == Counter(by_source.keys()), (
+            "every record left exactly once, as a score or a dead letter"
+        )
 
         for key, value, _, allowed in corpus:
             if allowed is not None:
@@ -238,9 +250,17 @@ def test_worker_scores_or_dead_letters_every_hostile_record(
         assert metrics["headline_scorer_events_consumed_total{}"] == len(corpus)
         assert metrics["headline_scorer_events_scored_total{}"] == per_reason[SCORED]
         for reason in DEAD_LETTER_REASONS:
-            assert metrics[f"headline_scorer_events_dead_lettered_total{{reason={reason}}}"] == per_reason[reason]
-        dead = sum(metrics[f"headline_scorer_events_dead_lettered_total{{reason={r}}}"] for r in DEAD_LETTER_REASONS)
-        assert metrics["headline_scorer_events_consumed_total{}"] == metrics["headline_scorer_events_scored_total{}"] + dead
+            assert (
+                metrics[f"headline_scorer_events_dead_lettered_total{{reason={reason}}}"]
+                == per_reason[reason]
+            )
+        dead = sum(
+            metrics[f"headline_scorer_events_dead_lettered_total{{reason={r}}}"] for r in DEAD_LETTER_REASONS
+        )
+        assert (
+            metrics["headline_scorer_events_consumed_total{}"]
+            == metrics["headline_scorer_events_scored_total{}"] + dead
+        )
 
         assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
         assert worker.get("/live")[0] == 200

@@ -84,13 +84,17 @@ def test_commands_refuse_a_checkpoint_carrying_pickled_code(tmp_path: Path, regi
 
 
 @pytest.mark.slow
-def test_retrain_refuses_a_swapped_checkpoint_in_the_current_version(tmp_path: Path, registry_root: Path) -> None:
+def test_retrain_refuses_a_swapped_checkpoint_in_the_current_version(
+    tmp_path: Path, registry_root: Path
+) -> None:
     marker = tmp_path / "pwned"
     registry = Registry(registry_root)
     current = registry.current_version()
     assert current is not None
     _evil_checkpoint(registry.version_dir(current) / CHECKPOINT_FILE, marker)
-    result = invoke("retrain", "--data", SAMPLE_DATA / "train.csv", "--registry", registry_root, "--epochs", "1")
+    result = invoke(
+        "retrain", "--data", SAMPLE_DATA / "train.csv", "--registry", registry_root, "--epochs", "1"
+    )
     assert result.exit_code == 2, explain(result)
     assert not marker.exists()
     assert registry.current_version() == current
@@ -100,7 +104,12 @@ def test_retrain_refuses_a_swapped_checkpoint_in_the_current_version(tmp_path: P
 # --- registry names ------------------------------------------------------------------------------
 
 
-TRAVERSALS = ["../../etc", "../registry-other/20260101T000000Z-0123abcd", "/etc/passwd", "20260101T000000Z-0123abcd/.."]
+TRAVERSALS = [
+    "../../etc",
+    "../registry-other/20260101T000000Z-0123abcd",
+    "/etc/passwd",
+    "20260101T000000Z-0123abcd/..",
+]
 
 
 @pytest.mark.parametrize("name", TRAVERSALS)
@@ -112,7 +121,9 @@ def test_models_commands_refuse_traversal_names(registry_root: Path, name: str) 
 
 
 @pytest.mark.parametrize("name", TRAVERSALS)
-def test_a_current_pointer_outside_the_registry_is_not_followed(tmp_path: Path, registry_root: Path, name: str) -> None:
+def test_a_current_pointer_outside_the_registry_is_not_followed(
+    tmp_path: Path, registry_root: Path, name: str
+) -> None:
     registry = Registry(registry_root)
     serving = registry.current_version()
     assert serving is not None
@@ -139,22 +150,34 @@ def test_worker_http_pages_and_log_never_show_headline_text(
 ) -> None:
     marker = f"zq{uuid.uuid4().hex[:10]}"
     titles = [f"Secret {marker} headline number {i}" for i in range(20)]
-    valid = [(f"id-{marker}-{i}".encode(), event(f"id-{marker}-{i}", t, f"cat{marker}{i}")) for i, t in enumerate(titles)]
+    valid = [
+        (f"id-{marker}-{i}".encode(), event(f"id-{marker}-{i}", t, f"cat{marker}{i}"))
+        for i, t in enumerate(titles)
+    ]
     invalid = [
-        (b"bad-long", json.dumps({"id": f"long-{marker}", "title": f"{marker} " * 300}).encode()),  # > 1000 chars
+        (
+            b"bad-long",
+            json.dumps({"id": f"long-{marker}", "title": f"{marker} " * 300}).encode(),
+        ),  # > 1000 chars
         (b"bad-type", json.dumps({"id": f"type-{marker}", "title": {"nested": marker}}).encode()),
         (b"bad-json", f'{{"id": "x", "title": "{marker}'.encode()),
         (b"bad-time", json.dumps({"id": "t", "title": marker, "published_at": "yesterday"}).encode()),
     ]
     topics = Topics.unique()
     worker = WorkerProcess(
-        kafka_bootstrap, registry_root, topics, f"t-{uuid.uuid4().hex[:6]}", tmp_path / "worker.log",
+        kafka_bootstrap,
+        registry_root,
+        topics,
+        f"t-{uuid.uuid4().hex[:6]}",
+        tmp_path / "worker.log",
         extra_env={"LOG_LEVEL": "DEBUG"},
-    ).start()  # fmt: skip
+    ).start()
     try:
         worker.wait_ready()
         asyncio.run(produce(kafka_bootstrap, topics.input, valid + invalid))
-        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output, topics.dlq], len(valid) + len(invalid)))
+        out = asyncio.run(
+            consume_until(kafka_bootstrap, [topics.output, topics.dlq], len(valid) + len(invalid))
+        )
         assert len(out) == len(valid) + len(invalid)
         time.sleep(1.5)  # housekeeping publishes drift (categories) and lag
         pages = {path: worker.get(path)[1].decode() for path in ("/metrics", "/ready", "/live")}
@@ -260,7 +283,9 @@ _FAUST_ONLY = (
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ["worker-command", "faust-startup"])
-def test_kafka_password_never_appears_in_the_worker_log(registry_root: Path, tmp_path: Path, entry: str) -> None:
+def test_kafka_password_never_appears_in_the_worker_log(
+    registry_root: Path, tmp_path: Path, entry: str
+) -> None:
     password = f"pw-{uuid.uuid4().hex}"
     with FakeSaslBroker() as broker:
         worker = WorkerProcess(
