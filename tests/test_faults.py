@@ -81,7 +81,8 @@ def test_sigkill_during_a_20000_event_replay_then_restart_scores_every_event(
     n = 20_000
     topics = Topics.unique()
     app_id = f"t-{uuid.uuid4().hex[:6]}"
-    first = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id).start()
+    fast = {"BROKER_SESSION_TIMEOUT_SECONDS": "6"}  # the killed member leaves the group sooner
+    first = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, **fast).start()
     second: WorkerProcess | None = None
     try:
         first.wait_ready()
@@ -93,7 +94,7 @@ def test_sigkill_during_a_20000_event_replay_then_restart_scores_every_event(
         scored_before_kill = _metric(first, "headline_scorer_events_scored_total{}")
         first.stop(signal.SIGKILL)
         assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
-        second = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 1).start()
+        second = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 1, **fast).start()
         report = replay.join()
         assert report.failed == 0 and report.valid == n
         ids = _scored_ids(kafka_bootstrap, topics.output, n, timeout=120)
