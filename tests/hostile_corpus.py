@@ -28,9 +28,8 @@ _offsets = st.builds(
     timezone,
     st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)),
 )
-_datetimes = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_offsets | st.none()
-)
+_zones: st.SearchStrategy[Any] = _offsets | st.none()  # naive or a fixed offset of up to +-23:59
+_datetimes = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_zones)
 _json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
 json_documents = st.recursive(
     _json_scalars,

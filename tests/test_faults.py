@@ -45,9 +45,16 @@ def registry_root(tmp_path: Path) -> Path:
 
 
 def _worker(
-    bootstrap: str, registry: Path, topics: Topics, tmp_path: Path, app_id: str, n: int = 0, **env: str
+    bootstrap: str,
+    registry: Path,
+    topics: Topics,
+    tmp_path: Path,
+    app_id: str,
+    n: int = 0,
+    env: dict[str, str] | None = None,
 ) -> WorkerProcess:
-    return WorkerProcess(bootstrap, registry, topics, app_id, tmp_path / f"worker-{n}.log", extra_env=env)
+    log = tmp_path / f"worker-{n}.log"
+    return WorkerProcess(bootstrap, registry, topics, app_id, log, extra_env=dict(env or {}))
 
 
 def _valid(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
@@ -82,7 +89,7 @@ def test_sigkill_during_a_20000_event_replay_then_restart_scores_every_event(
     topics = Topics.unique()
     app_id = f"t-{uuid.uuid4().hex[:6]}"
     fast = {"BROKER_SESSION_TIMEOUT_SECONDS": "6"}  # the killed member leaves the group sooner
-    first = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, **fast).start()
+    first = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, env=fast).start()
     second: WorkerProcess | None = None
     try:
         first.wait_ready()
@@ -94,7 +101,7 @@ def test_sigkill_during_a_20000_event_replay_then_restart_scores_every_event(
         scored_before_kill = _metric(first, "headline_scorer_events_scored_total{}")
         first.stop(signal.SIGKILL)
         assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
-        second = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 1, **fast).start()
+        second = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 1, env=fast).start()
         report = replay.join()
         assert report.failed == 0 and report.valid == n
         ids = _scored_ids(kafka_bootstrap, topics.output, n, timeout=120)
@@ -280,8 +287,8 @@ def test_two_workers_one_sigkilled_partitions_move_and_nothing_is_lost(
     topics = Topics.unique()
     app_id = f"t-{uuid.uuid4().hex[:6]}"
     fast = {"BROKER_SESSION_TIMEOUT_SECONDS": "6"}  # a dead member is noticed sooner
-    a = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 0, **fast).start()
-    b = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 1, **fast).start()
+    a = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 0, env=fast).start()
+    b = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 1, env=fast).start()
     try:
         a.wait_ready()
         b.wait_ready()

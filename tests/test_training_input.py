@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import Result
 
 from export.registry import Registry
 from tests.export_support import sample_checkpoint
@@ -106,12 +107,11 @@ def registry_root(tmp_path: Path) -> Path:
     return Path(shutil.copytree(_template_registry()[0], tmp_path / "registry"))
 
 
-def _one_error_line(result: object, expected: str) -> None:
-    stderr: str = result.stderr  # type: ignore[attr-defined]
-    assert result.exit_code == 2, explain(result)  # type: ignore[attr-defined,arg-type]
-    lines = stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), explain(result)  # type: ignore[arg-type]
-    assert expected in lines[0], explain(result)  # type: ignore[arg-type]
+def _one_error_line(result: Result, expected: str) -> None:
+    assert result.exit_code == 2, explain(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), explain(result)
+    assert expected in lines[0], explain(result)
 
 
 @pytest.mark.slow
