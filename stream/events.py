@@ -43,6 +43,8 @@ SCORE_SCHEMA_PATH: Final = SCHEMA_DIR / "score-record.schema.json"
 MAX_ID_CHARS: Final = 128
 MAX_TITLE_CHARS: Final = 1000
 
+# Latest Kafka timestamp that is still a datetime (producers may set any int64 as CreateTime).
+_MAX_TIMESTAMP_MS: Final = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
 # RFC 3339 date-time (section 5.6); pydantic alone would also take unix timestamps and "_" separators.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
 
@@ -93,6 +95,18 @@ class HeadlineEvent(BaseModel):
             raise ValueError(f"expected an RFC 3339 date-time with an offset, got {str(shown)[:40]!r}")
         return value
 
+    @field_validator("published_at", mode="after")
+    @classmethod
+    def _utc_representable(cls, value: datetime | None) -> datetime | None:
+        # 9999-12-31T23:59:59-14:00 is valid RFC 3339 but year 10000 in UTC: the score's event_time
+        # could not be written, and one such event would fail its whole batch.
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("expected a date-time within the years 1-9999 in UTC") from None
+        return value
+
 
 def decode_event(value: bytes | None, max_bytes: int) -> HeadlineEvent:
     """Parse one record value; raise :class:`EventRejected` with the dead-letter reason.
@@ -128,7 +142,7 @@ def event_time_seconds(event: HeadlineEvent, kafka_timestamp_ms: int | None, now
     """The event time in unix seconds: ``published_at``, else the Kafka timestamp, else ``now``."""
     if event.published_at is not None:
         return event.published_at.timestamp()
-    if kafka_timestamp_ms is not None and kafka_timestamp_ms >= 0:
+    if kafka_timestamp_ms is not None and 0 <= kafka_timestamp_ms <= _MAX_TIMESTAMP_MS:
         return kafka_timestamp_ms / 1000.0
     return now
 

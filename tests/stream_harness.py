@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,6 +62,8 @@ class WorkerProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # the process to run; default: the ``worker`` command
+    command: Sequence[str] = (sys.executable, "-m", "headline_scorer.cli", "worker")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -86,7 +90,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "headline_scorer.cli", "worker"],
+                list(self.command),
                 env=self.env(),
                 cwd=ROOT,
                 stdout=log,
@@ -149,14 +153,23 @@ def event(id_: str, title: str, category: str | None = "tech") -> bytes:
     return json.dumps({"id": id_, "title": title, "category": category}).encode()
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    *,
+    timestamps: Sequence[int | None] | None = None,
+    **producer_kwargs: Any,
+) -> int:
+    """Send ``(key, value)`` records; ``timestamps`` (ms, per record) and producer settings optional."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **{"linger_ms": 5, **producer_kwargs})
     await producer.start()
     n = 0
     try:
         futures = []
         for key, value in records:
-            futures.append(await producer.send(topic, value=value, key=key))
+            ts = timestamps[n] if timestamps is not None else None
+            futures.append(await producer.send(topic, value=value, key=key, timestamp_ms=ts))
             n += 1
         await asyncio.gather(*futures)
     finally:
@@ -190,16 +203,20 @@ async def consume_until(
     )
     await consumer.start()
     out: list[Record] = []
+    ids: set[str] = set()  # distinct ids so far (kept up to date, not recounted per poll)
     deadline = time.monotonic() + timeout
 
     def count() -> int:
-        return len(distinct_ids(out)) if distinct else len(out)
+        return len(ids) if distinct else len(out)
 
     try:
         while count() < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for tp, records in batch.items():
-                out.extend((tp.topic, r.key, r.value, list(r.headers)) for r in records)
+                new = [(tp.topic, r.key, r.value, list(r.headers)) for r in records]
+                out.extend(new)
+                if distinct:
+                    ids.update(distinct_ids(new))
         # a short grace period shows whether more than expected arrive
         extra = await consumer.getmany(timeout_ms=300)
         for tp, records in extra.items():
@@ -225,3 +242,48 @@ def template_registry() -> tuple[Path, str, str]:
     time.sleep(1.1)  # version names carry the time in seconds
     second = export_to_registry(sample_checkpoint(), sample_data(), registry, make_current=False).version
     return root, first, second
+
+
+class BackgroundReplay:
+    """``replay_events`` on its own thread and event loop, so a test can kill things meanwhile."""
+
+    def __init__(self, bootstrap: str, topic: str, *, limit: int, rate: float, **kwargs: Any) -> None:
+        from headline_scorer import SAMPLE_DATA
+        from headline_scorer.replay import load_rows
+
+        self._rows = load_rows(SAMPLE_DATA / "train.csv")
+        self._args = {
+            "client_kwargs": {"bootstrap_servers": bootstrap},
+            "topic": topic,
+            "limit": limit,
+            "rate": rate,
+            "keep_ids": True,
+            **kwargs,
+        }
+        self.report: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="replay", daemon=True)
+
+    def _run(self) -> None:
+        from headline_scorer.replay import replay_events
+
+        try:
+            self.report = asyncio.run(replay_events(self._rows, **self._args))
+        except BaseException as exc:  # handed to the test by join()
+            self.error = exc
+
+    def start(self) -> BackgroundReplay:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float = 120.0) -> Any:
+        """The :class:`~headline_scorer.replay.ReplayReport` (raises what the replay raised)."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "replay did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.report

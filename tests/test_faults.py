@@ -1,0 +1,321 @@
+"""Faults: a worker killed mid-replay, a broker restarted under load, bad model versions, a lost worker.
+
+Real worker processes on a real broker; every check is made on what the
+output topic holds and on the workers' own ``/metrics``. The embedded broker
+keeps its data in memory, so the broker-restart test asserts recovery (new
+events are scored by the same worker process), not retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from export.manifest import MANIFEST_FILE, MODEL_FILE
+from export.registry import CURRENT_FILE, Registry, atomic_write_text
+from stream.broker import run_sync
+from stream.topics import TopicSpec, create_topics
+from tests.export_support import clock_from, sample_checkpoint, sample_data
+from tests.stream_harness import (
+    BackgroundReplay,
+    Topics,
+    WorkerProcess,
+    consume_until,
+    event,
+    produce,
+    template_registry,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "deploy" / "prometheus" / "rules"
+
+
+@pytest.fixture
+def registry_root(tmp_path: Path) -> Path:
+    """Two versions of the sample model, the first current (copied per test)."""
+    return Path(shutil.copytree(template_registry()[0], tmp_path / "registry"))
+
+
+def _worker(
+    bootstrap: str,
+    registry: Path,
+    topics: Topics,
+    tmp_path: Path,
+    app_id: str,
+    n: int = 0,
+    env: dict[str, str] | None = None,
+) -> WorkerProcess:
+    log = tmp_path / f"worker-{n}.log"
+    return WorkerProcess(bootstrap, registry, topics, app_id, log, extra_env=dict(env or {}))
+
+
+def _valid(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (f"{prefix}-{i}".encode(), event(f"{prefix}-{i}", f"Headline {prefix} number {i}")) for i in range(n)
+    ]
+
+
+def _scored_ids(bootstrap: str, topic: str, expected: int, timeout: float = 90.0) -> Counter[str]:
+    out = asyncio.run(consume_until(bootstrap, [topic], expected, timeout=timeout, distinct=True))
+    return Counter(json.loads(v)["id"] for _, _, v, _ in out if v is not None)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str, worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{worker.log()[-3000:]}"
+        time.sleep(0.1)
+
+
+def _metric(worker: WorkerProcess, name: str) -> float:
+    return worker.metrics().get(name, 0.0)
+
+
+# --- SIGKILL mid-replay ---------------------------------------------------------------------------
+
+
+def test_sigkill_during_a_20000_event_replay_then_restart_scores_every_event(
+    kafka_bootstrap: str, registry_root: Path, tmp_path: Path
+) -> None:
+    n = 20_000
+    topics = Topics.unique()
+    app_id = f"t-{uuid.uuid4().hex[:6]}"
+    fast = {"BROKER_SESSION_TIMEOUT_SECONDS": "6"}  # the killed member leaves the group sooner
+    first = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, env=fast).start()
+    second: WorkerProcess | None = None
+    try:
+        first.wait_ready()
+        replay = BackgroundReplay(kafka_bootstrap, topics.input, limit=n, rate=2500).start()
+        _wait_for(
+            lambda: _metric(first, "headline_scorer_events_scored_total{}") >= 2000, 30, "scores", first
+        )
+        assert replay.running, "the kill must land while the replay is still sending"
+        scored_before_kill = _metric(first, "headline_scorer_events_scored_total{}")
+        first.stop(signal.SIGKILL)
+        assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
+        second = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 1, env=fast).start()
+        report = replay.join()
+        assert report.failed == 0 and report.valid == n
+        ids = _scored_ids(kafka_bootstrap, topics.output, n, timeout=120)
+        assert set(ids) == set(report.valid_ids)  # every event scored at least once
+        duplicates = sum(ids.values()) - n
+        assert 0 <= duplicates < n
+        assert 0 < scored_before_kill < n
+        assert _metric(second, "headline_scorer_events_scored_total{}") >= n - scored_before_kill
+        print(f"killed after {scored_before_kill:.0f} scores; {duplicates} events scored twice")
+    finally:
+        first.stop()
+        if second is not None:
+            assert second.stop() == 0, second.log()[-3000:]
+
+
+# --- the broker goes away and comes back ---------------------------------------------------------
+
+
+def test_broker_restart_under_load_the_worker_reconnects_and_resumes(
+    embedded_broker: Any, registry_root: Path, tmp_path: Path
+) -> None:
+    bootstrap = embedded_broker.bootstrap
+    topics = Topics.unique()
+    worker = _worker(bootstrap, registry_root, topics, tmp_path, f"t-{uuid.uuid4().hex[:6]}").start()
+    try:
+        worker.wait_ready()
+        pid = worker.proc.pid if worker.proc else None
+        replay = BackgroundReplay(bootstrap, topics.input, limit=3000, rate=1000).start()
+        _wait_for(
+            lambda: _metric(worker, "headline_scorer_events_scored_total{}") >= 500, 30, "scores", worker
+        )
+        assert replay.running
+        embedded_broker.restart()  # memory storage: topics, offsets and the group are gone
+        run_sync(
+            create_topics(
+                {"bootstrap_servers": bootstrap},
+                [TopicSpec(t, 4) for t in (topics.input, topics.output, topics.dlq)],
+            )
+        )
+        replay.join()  # sends during the outage may fail; that is the producer's business
+        scored_at_restart = _metric(worker, "headline_scorer_events_scored_total{}")
+
+        asyncio.run(produce(bootstrap, topics.input, _valid(500, "after")))
+        ids = _scored_ids(bootstrap, topics.output, 500, timeout=120)
+        assert {f"after-{i}" for i in range(500)} <= set(ids), worker.log()[-3000:]
+        assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
+        assert _metric(worker, "headline_scorer_events_scored_total{}") >= scored_at_restart + 500
+        _wait_for(lambda: worker.get("/ready")[0] == 200, 30, "ready again", worker)
+        assert worker.get("/live")[0] == 200
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+
+# --- bad model versions and a failed publish while a worker serves --------------------------------
+
+
+def _alert_metric() -> str:
+    """The metric the model-reload alert fires on (from the shipped Prometheus rules)."""
+    for path in sorted(RULES.glob("*.y*ml")):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert", "").endswith("ModelReloadFailed"):
+                    names = [
+                        w
+                        for w in rule["expr"].replace("(", " ").replace("{", " ").split()
+                        if w.startswith("headline_scorer_")
+                    ]
+                    assert len(names) == 1, rule["expr"]
+                    return str(names[0])
+    raise AssertionError(f"no ModelReloadFailed alert in {RULES}")
+
+
+def _serving(worker: WorkerProcess) -> set[str]:
+    return {k for k, v in worker.metrics().items() if k.startswith("headline_scorer_model_info") and v == 1}
+
+
+def _score_batch(bootstrap: str, topics: Topics, prefix: str, n: int = 50) -> set[str]:
+    """Send ``n`` events (batches "a", "b", ... in turn); the model versions their scores carry."""
+    asyncio.run(produce(bootstrap, topics.input, _valid(n, prefix)))
+    total = n * (ord(prefix) - ord("a") + 1)  # batches "a", "b", ... so far
+    out = asyncio.run(consume_until(bootstrap, [topics.output], total, timeout=30, distinct=True))
+    scores = [json.loads(v) for _, _, v, _ in out if v is not None and json.loads(v)["id"].startswith(prefix)]
+    assert {s["id"] for s in scores} == {f"{prefix}-{i}" for i in range(n)}
+    return {s["model_version"] for s in scores}
+
+
+def test_bad_versions_and_a_failed_publish_leave_the_old_model_serving(
+    kafka_bootstrap: str, registry_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.export_model import export_version
+
+    alert_metric = _alert_metric()
+    registry = Registry(registry_root)
+    first, second = registry.versions()
+    assert registry.current_version() == first
+    topics = Topics.unique()
+    worker = _worker(kafka_bootstrap, registry_root, topics, tmp_path, f"t-{uuid.uuid4().hex[:6]}").start()
+    try:
+        worker.wait_ready()
+        pid = worker.proc.pid if worker.proc else None
+        assert _score_batch(kafka_bootstrap, topics, "a") == {first}
+
+        # 1. a publish that fails on a full disk: nothing changes for the worker
+        staged = tmp_path / "staged"
+        ticks = clock_from()
+        third = export_version(sample_checkpoint(), sample_data(), staged, clock=lambda: next(ticks)).version
+
+        def disk_full(*_: object, **__: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        for owner, name in ((Path, "rename"), (os, "replace")):  # the version's rename, the CURRENT swap
+            with monkeypatch.context() as patch:
+                patch.setattr(owner, name, disk_full)
+                with pytest.raises(OSError, match="No space left"):
+                    registry.publish(staged)
+            assert registry.current_version() == first
+            assert (registry_root / CURRENT_FILE).read_text(encoding="utf-8") == first + "\n"
+        assert not [p for p in registry_root.iterdir() if p.name.startswith((".staging", ".CURRENT"))]
+        time.sleep(1.5)  # a few reload polls
+        assert _serving(worker) == {f"headline_scorer_model_info{{version={first}}}"}
+        assert _metric(worker, "headline_scorer_model_reload_failures_total{}") == 0
+        assert _score_batch(kafka_bootstrap, topics, "b") == {first}
+
+        # 2. a corrupt model file: promote refuses it; a CURRENT pointed at it anyway is rejected
+        model = registry.version_dir(second) / MODEL_FILE
+        data = bytearray(model.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        model.write_bytes(bytes(data))
+        with pytest.raises(Exception, match="refusing to promote"):
+            registry.promote(second)
+        assert registry.current_version() == first
+        atomic_write_text(registry_root / CURRENT_FILE, second + "\n")  # e.g. written by an older tool
+        _wait_for(lambda: _metric(worker, alert_metric + "{}") >= 1, 20, "a counted reload failure", worker)
+        assert _score_batch(kafka_bootstrap, topics, "c") == {first}
+
+        # 3. a manifest whose hashes do not match the files
+        if third not in registry.versions():  # the CURRENT-swap failure above left it published
+            registry.publish(staged, make_current=False)
+        manifest_path = registry.version_dir(third) / MANIFEST_FILE
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest["files"][MODEL_FILE] = "0" * 64
+        manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+        with pytest.raises(Exception, match="refusing to promote"):
+            registry.promote(third)
+        atomic_write_text(registry_root / CURRENT_FILE, third + "\n")
+        _wait_for(lambda: _metric(worker, alert_metric + "{}") >= 2, 20, "a second reload failure", worker)
+        assert _score_batch(kafka_bootstrap, topics, "d") == {first}
+
+        metrics = worker.metrics()
+        assert metrics[alert_metric + "{}"] == 2  # what the alert fires on, exposed and nonzero
+        assert _serving(worker) == {f"headline_scorer_model_info{{version={first}}}"}
+        assert metrics["headline_scorer_model_reloads_total{}"] == 0
+        assert "rejected" in worker.log() and first in worker.log()
+        assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
+        assert worker.get("/ready")[0] == 200 and worker.get("/live")[0] == 200
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+
+# --- two workers, one SIGKILLed -------------------------------------------------------------------
+
+
+def _lag_partitions(worker: WorkerProcess, topic: str) -> set[str]:
+    """Partitions of ``topic`` the worker exports a lag gauge for."""
+    found = (
+        re.fullmatch(r"headline_scorer_consumer_lag_messages\{partition=(\d+),topic=(.+)\}", k)
+        for k in worker.metrics()
+    )
+    return {m.group(1) for m in found if m is not None and m.group(2) == topic}
+
+
+def _assigned(worker: WorkerProcess, topic: str) -> set[int]:
+    """Input partitions of the worker's latest assignment, from its log (aiokafka's INFO line)."""
+    lines = [line for line in worker.log().splitlines() if "Setting newly assigned partitions" in line]
+    if not lines:
+        return set()
+    return {int(p) for p in re.findall(rf"topic='{re.escape(topic)}', partition=(\d+)", lines[-1])}
+
+
+def test_two_workers_one_sigkilled_partitions_move_and_nothing_is_lost(
+    kafka_bootstrap: str, registry_root: Path, tmp_path: Path
+) -> None:
+    topics = Topics.unique()
+    app_id = f"t-{uuid.uuid4().hex[:6]}"
+    fast = {"BROKER_SESSION_TIMEOUT_SECONDS": "6"}  # a dead member is noticed sooner
+    a = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 0, env=fast).start()
+    b = _worker(kafka_bootstrap, registry_root, topics, tmp_path, app_id, 1, env=fast).start()
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        _wait_for(
+            lambda: len(_assigned(a, topics.input)) == 2 and len(_assigned(b, topics.input)) == 2,
+            60,
+            "both workers holding partitions",
+            a,
+        )
+        assert _assigned(a, topics.input) | _assigned(b, topics.input) == {0, 1, 2, 3}
+        replay = BackgroundReplay(kafka_bootstrap, topics.input, limit=6000, rate=1500).start()
+        _wait_for(lambda: _metric(a, "headline_scorer_events_scored_total{}") >= 300, 30, "a scoring", a)
+        assert replay.running
+        a.stop(signal.SIGKILL)
+        report = replay.join()
+        ids = _scored_ids(kafka_bootstrap, topics.output, report.valid, timeout=120)
+        assert set(ids) == set(report.valid_ids), b.log()[-3000:]  # nothing lost
+        assert _assigned(b, topics.input) == {0, 1, 2, 3}  # a's partitions moved to b
+        _wait_for(lambda: len(_lag_partitions(b, topics.input)) == 4, 30, "b's lag for every partition", b)
+        assert b.get("/ready")[0] == 200
+    finally:
+        a.stop()
+        assert b.stop() == 0, b.log()[-3000:]
