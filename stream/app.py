@@ -43,6 +43,7 @@ from stream.reload import Loader, ModelHolder
 from stream.scoring import BatchScorer, InRecord
 from stream.settings import StreamSettings
 from stream.sink import BatchSink
+from stream.topics import DLQ_MAX_MESSAGE_BYTES
 from stream.transport import CommitGate, ScorerFaustApp
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ def faust_kwargs(settings: StreamSettings) -> dict[str, Any]:
         "topic_replication_factor": settings.topic_replication,
         "producer_acks": -1,
         "producer_linger_ms": 2,
+        "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,
         "web_enabled": True,
         "web_host": settings.web_host,
         "web_port": settings.web_port,

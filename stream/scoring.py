@@ -36,6 +36,13 @@ class InRecord:
     timestamp_ms: int | None  # Kafka record timestamp
 
 
+@dataclass(frozen=True)
+class _Scored:
+    records: list[OutRecord]
+    scores: ScoreBatch
+    event_times: list[float]
+
+
 @dataclass
 class BatchResult:
     scores: list[OutRecord] = field(default_factory=list)
@@ -85,38 +92,33 @@ class BatchScorer:
         if not valid:
             return out
         started = time.perf_counter()
+        scored_at = self.clock()
         try:
-            batches = [(valid, self._score(model, valid))]
+            batches = [self._score(model, valid, scored_at)]
         except Exception as exc:  # a batch failed: isolate the event(s) that fail alone
             logger.warning("batch of %d failed to score (%r); scoring one by one", len(valid), exc)
             batches = []
             for pair in valid:
                 try:
-                    batches.append(([pair], self._score(model, [pair])))
+                    batches.append(self._score(model, [pair], scored_at))
                 except Exception as single_exc:
                     self._dead_letter(pair[0], "scoring_error", repr(single_exc), out)
         inference = time.perf_counter() - started
-        scored_at = self.clock()
-        for pairs, scores in batches:
-            self._emit(model, pairs, scores, scored_at, inference, out)
+        for scored in batches:
+            out.scores.extend(scored.records)
+        try:  # observability must never cost an event: failures here are logged, not raised
+            self._observe(model, batches, scored_at, inference)
+        except Exception:
+            logger.exception("metrics or drift update failed for a batch of %d scores", len(out.scores))
         return out
 
-    @staticmethod
-    def _score(model: ScoringModel, pairs: Sequence[tuple[InRecord, HeadlineEvent]]) -> ScoreBatch:
+    def _score(
+        self, model: ScoringModel, pairs: Sequence[tuple[InRecord, HeadlineEvent]], scored_at: float
+    ) -> _Scored:
+        """Score and encode ``pairs``; any failure here is the batch's (or the event's) scoring error."""
         scores = model.score([ev.title for _, ev in pairs], [ev.category for _, ev in pairs])
         if len(scores) != len(pairs) or not np.all(np.isfinite(scores.quality_prob)):
             raise HeadlineScorerError("model returned a wrong number of scores or non-finite values")
-        return scores
-
-    def _emit(
-        self,
-        model: ScoringModel,
-        pairs: Sequence[tuple[InRecord, HeadlineEvent]],
-        scores: ScoreBatch,
-        scored_at: float,
-        inference_seconds: float,
-        out: BatchResult,
-    ) -> None:
         event_times = [event_time_seconds(ev, rec.timestamp_ms, scored_at) for rec, ev in pairs]
         values = encode_scores(
             [ev.id for _, ev in pairs],
@@ -130,18 +132,23 @@ class BatchScorer:
             partitions=[rec.partition for rec, _ in pairs],
             offsets=[rec.offset for rec, _ in pairs],
         )
-        for (_, ev), value in zip(pairs, values, strict=True):
-            out.scores.append(OutRecord(ev.id.encode(), value))
-        self.metrics.observe_batch(
-            len(pairs),
-            inference_seconds,
-            latencies=[scored_at - t for t in event_times],
-            ctr=scores.ctr,
-            quality=scores.quality_prob,
-        )
-        drift = self._drift_for(model)
-        if drift is not None:
-            drift.update(scores.signals, scores.categories, scores.category_known)
+        records = [OutRecord(ev.id.encode(), value) for (_, ev), value in zip(pairs, values, strict=True)]
+        return _Scored(records, scores, event_times)
+
+    def _observe(
+        self, model: ScoringModel, batches: Sequence[_Scored], scored_at: float, inference_seconds: float
+    ) -> None:
+        for scored in batches:
+            self.metrics.observe_batch(
+                len(scored.records),
+                inference_seconds,
+                latencies=[scored_at - t for t in scored.event_times],
+                ctr=scored.scores.ctr,
+                quality=scored.scores.quality_prob,
+            )
+            drift = self._drift_for(model)
+            if drift is not None:
+                drift.update(scored.scores.signals, scored.scores.categories, scored.scores.category_known)
 
     def publish_drift(self) -> None:
         """Export the drift window's PSI per signal and unseen-category share (scoring thread only)."""

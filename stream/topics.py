@@ -32,11 +32,18 @@ class TopicSpec:
     config: Mapping[str, str] = field(default_factory=dict)
 
 
+# A dead letter is the input record plus ~250 bytes of headers: an input record right at the
+# broker's size limit must still fit, or the worker could never commit past it.
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
 def scorer_topics(settings: StreamSettings) -> list[TopicSpec]:
     """The input, output and dead-letter topics described by ``settings``."""
+    parts, replication = settings.topic_partitions, settings.topic_replication
     return [
-        TopicSpec(name, settings.topic_partitions, settings.topic_replication)
-        for name in (settings.input_topic, settings.output_topic, settings.dlq_topic)
+        TopicSpec(settings.input_topic, parts, replication),
+        TopicSpec(settings.output_topic, parts, replication),
+        TopicSpec(settings.dlq_topic, parts, replication, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
     ]
 
 

@@ -71,3 +71,13 @@ def test_faust_cli_entry_point_builds_the_app_from_the_environment(
     )
     assert done.returncode == 0, done.stderr
     assert "worker" in done.stdout
+
+
+def test_the_dead_letter_topic_fits_an_input_record_at_the_size_limit(tmp_path: Path) -> None:
+    from stream.topics import DLQ_MAX_MESSAGE_BYTES, scorer_topics
+
+    settings = StreamSettings.from_env(model_registry=tmp_path)
+    specs = {spec.name: spec for spec in scorer_topics(settings)}
+    assert int(specs[settings.dlq_topic].config["max.message.bytes"]) == DLQ_MAX_MESSAGE_BYTES
+    assert DLQ_MAX_MESSAGE_BYTES >= 2 * 1024 * 1024  # Kafka's default limit (1 MiB) plus headers, with room
+    assert faust_kwargs(settings)["producer_max_request_size"] == DLQ_MAX_MESSAGE_BYTES
