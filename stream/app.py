@@ -1,22 +1,28 @@
 """The scorer as a faust-streaming app.
 
-Flow per micro-batch (``take_events(BATCH_MAX_EVENTS, within=BATCH_MAX_WAIT_SECONDS)``
-on the input topic, raw bytes in):
+Flow per micro-batch of the input topic (raw bytes in):
 
-1. :class:`~stream.scoring.BatchScorer` decodes, validates and scores the batch
+1. faust's consumer fetches records; :class:`~stream.transport.ScorerConsumer`
+   hands them to :meth:`Scorer.handle` in batches of up to ``BATCH_MAX_EVENTS``
+   (what one fetch returned, cut into batches), instead of one event at a time
+   through faust's stream machinery: on two cores faust's per-event
+   stream/agent/ack path alone costs more CPU per event than the whole scoring
+   budget (``benchmarks/README.md``).
+2. :class:`~stream.scoring.BatchScorer` decodes, validates and scores the batch
    in a worker thread (onnxruntime releases the GIL; the event loop keeps
    heart-beating and serving HTTP).
-2. Scores go to the output topic, rejects to the dead-letter topic, through
+3. Scores go to the output topic, rejects to the dead-letter topic, through
    :class:`~stream.sink.BatchSink` (one produce batch per partition).
-3. The batch's events are acked when the agent body returns; faust commits
-   acked offsets every ``COMMIT_INTERVAL_SECONDS`` after flushing the producer,
-   and :class:`~stream.transport.CommitGate` refuses any commit after a failed
-   delivery: offsets are committed only for events whose score or dead-letter
-   record the broker acknowledged (at-least-once).
+4. The batch's records are acked after :meth:`Scorer.handle` returned; faust
+   commits acked offsets every ``COMMIT_INTERVAL_SECONDS`` after flushing the
+   producer, and :class:`~stream.transport.CommitGate` refuses any commit after
+   a failed delivery: offsets are committed only for events whose score or
+   dead-letter record the broker acknowledged (at-least-once).
 
-Batches run one after another in the single agent, so per-partition order is
-kept. A batch that is in flight when the worker is told to stop (SIGTERM) is
-finished before its events are acked.
+Batches run one after another, so per-partition order is kept. A batch that is
+in flight when the worker is told to stop (SIGTERM) or loses its partitions is
+finished before its records are acked; records fetched before a rebalance are
+not processed (the new owner reads them from the committed offset).
 """
 
 from __future__ import annotations
@@ -84,15 +90,10 @@ class Scorer:
         return self.holder.model
 
     # -- the hot path --------------------------------------------------------
-    async def handle(self, events: Sequence[Any]) -> None:
-        """Process one batch to the end, even when the agent is cancelled meanwhile."""
-        task = asyncio.ensure_future(self._process(events))
+    async def handle(self, messages: Sequence[Any]) -> None:
+        """Process one batch of faust messages to the end (the consumer finishes it on stop)."""
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            logger.info("stopping: finishing the in-flight batch of %d events", len(events))
-            await task
-            raise
+            await self._process(messages)
         except Exception as exc:
             # Never let these events be acked and committed: block commits and stop the worker.
             self.gate.delivery_failed(exc)
@@ -100,11 +101,10 @@ class Scorer:
             await self.app.crash(exc)
             raise
 
-    async def _process(self, events: Sequence[Any]) -> None:
+    async def _process(self, messages: Sequence[Any]) -> None:
         model = await self._wait_for_model()
         records = []
-        for event in events:
-            msg = event.message
+        for msg in messages:
             records.append(
                 InRecord(
                     msg.key,
@@ -256,13 +256,7 @@ def _wire(scorer: Scorer) -> None:
     app, settings = scorer.app, scorer.settings
     input_topic = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw")
 
-    async def score_agent(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.batch_max_events, within=settings.batch_max_wait_seconds
-        ):
-            await scorer.handle(events)
-
-    app.agent(input_topic, name="headline_scorer.score")(score_agent)
+    app.batch_consumer(input_topic, scorer.handle, max_events=settings.batch_max_events)
 
     async def load_first_model() -> None:
         await scorer.poll_model()

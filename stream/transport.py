@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, cast
 
 import faust
@@ -30,6 +30,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 logger = logging.getLogger(__name__)
+
+
+BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
 
 class DeliveryFailedError(RuntimeError):
@@ -89,6 +92,36 @@ class ScorerConsumer(faust_aiokafka.Consumer):
                 callback(offsets)
         return did_commit
 
+    def _deliverable(self, message: Any) -> bool:
+        """False for records fetched before a rebalance (they are fetched again, not acked)."""
+        app = self.app
+        return bool(
+            app.flow_control.is_active()
+            and message.generation_id == app.consumer_generation_id
+            and not self.suspend_flow.is_set()
+        )
+
+    async def _run_batch(self, messages: list[Any]) -> None:
+        """Hand ``messages`` to the app's batch handler, then ack them (they become committable).
+
+        A batch in flight when the worker is told to stop is finished first: cancellation
+        waits for it, so its records are acked only once their outputs are enqueued.
+        """
+        handler: BatchHandler = cast(ScorerFaustApp, self.app).batch_handler
+        task = asyncio.ensure_future(handler(messages))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            self._ack_all(messages)
+            raise
+        self._ack_all(messages)
+
+    def _ack_all(self, messages: list[Any]) -> None:
+        ack = self.ack
+        for message in messages:
+            ack(message)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by kafka tests
         # Same loop as faust.transport.consumer.Consumer._drain_messages, minus the
         # two tasks per message (see the module docstring).
@@ -109,6 +142,9 @@ class ScorerConsumer(faust_aiokafka.Consumer):
                 if self.should_stop:
                     continue
                 since_yield = 0
+                batch_topic = getattr(self.app, "batch_topic", None)
+                batch_max = int(getattr(self.app, "batch_max_events", 256))
+                pending: list[Any] = []
                 async for tp, message in ait:
                     since_yield += 1
                     if since_yield > 100:
@@ -123,7 +159,14 @@ class ScorerConsumer(faust_aiokafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    if flow_suspended():
+                    if message.topic == batch_topic:
+                        if self._deliverable(message):
+                            self.track_message(message)
+                            pending.append(message)
+                            if len(pending) >= batch_max:
+                                await self._run_batch(pending)
+                                pending = []
+                    elif flow_suspended():
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
                         coro = cast(Coroutine[Any, Any, Any], callback(message))
@@ -134,6 +177,8 @@ class ScorerConsumer(faust_aiokafka.Consumer):
                         else:
                             await self.wait_first(_finish_step(coro, yielded), self.suspend_flow.wait())
                     set_read_offset(tp, offset)
+                if pending:
+                    await self._run_batch(pending)
                 self.diag.unset_flag("FETCHING")
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -151,10 +196,25 @@ class ScorerTransport(faust_aiokafka.Transport):
 
 
 class ScorerFaustApp(faust.App):
-    """faust.App using :class:`ScorerTransport`; carries the fetch wait and commit gate."""
+    """faust.App using :class:`ScorerTransport`; carries the fetch wait, the commit gate and
+    the batch handler of the topic that is consumed in batches."""
 
     fetch_max_wait_ms: int = 1500
     commit_gate: CommitGate
+    batch_topic: str | None = None
+    batch_max_events: int = 256
+    batch_handler: BatchHandler
+
+    def batch_consumer(self, topic: Any, handler: BatchHandler, *, max_events: int) -> None:
+        """Consume ``topic`` in batches of up to ``max_events`` records handed to ``handler``.
+
+        The topic is subscribed through faust's conductor like an agent's, and its records are
+        acked (and so committed) only after ``handler`` returned for their batch.
+        """
+        self.batch_topic = topic.get_topic_name()
+        self.batch_max_events = max_events
+        self.batch_handler = handler
+        self.topics.add(topic)
 
     def _new_transport(self) -> Any:
         return ScorerTransport(self.conf.broker_consumer, self, loop=self.loop)
