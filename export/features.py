@@ -24,11 +24,13 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import struct
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -206,27 +208,63 @@ def fit_feature_state(
     )
 
 
-_IDS = np.dtype("<i4")  # feature ids inside the caches: 4-byte little-endian
+_IDS = np.dtype("<i4")  # feature ids and chunk statistics inside the caches: 4-byte little-endian
+#: Per whitespace chunk: feature ids, word tokens, words outside the vocabulary, and whether it
+#: holds a digit, a ``?``, a ``!`` (summed per title, so the flags become counts).
+_CHUNK_STATS = struct.Struct("<6i")
+_N_CHUNK_STATS = 6
+#: Starts the cache key of a title's bigrams (never inside a chunk: control characters become spaces).
+_BIGRAMS = "\x00"
 _first = itemgetter(0)
 _second = itemgetter(1)
 _third = itemgetter(2)
 _pair = " ".join
-#: Per title: packed feature ids and (words, unseen words, normalized length, digit, ?, !, quote).
-_TitleEntry = tuple[bytes, tuple[int, int, int, bool, bool, bool, bool]]
+#: Per whitespace chunk: packed feature ids and packed ``_CHUNK_STATS``.
+_ChunkEntry = tuple[bytes, bytes]
+#: Per title: chunk keys (in order), normalized length in characters, has a quote.
+_TitleEntry = tuple[list[str], int, bool]
+
+
+def normalized_chunks(title: str, max_chars: int) -> tuple[list[str], int]:
+    """``normalize_title(title, max_chars).split()`` and the normalized length, computed faster.
+
+    The steps are those of :func:`normalize_title`, except that an ASCII title skips NFKC
+    (the identity on ASCII) and uses ``lower()`` (equal to ``casefold()`` on ASCII), and the
+    whitespace-collapsed string is only built when it has to be cut.
+    """
+    text = title[: max_chars * 2]
+    if text.isascii():
+        if not text.isprintable():
+            text = text.translate(_CONTROL)
+        text = text.lower()
+    else:
+        text = unicodedata.normalize("NFKC", text)
+        if not text.isprintable():
+            text = text.translate(_CONTROL)
+        text = text.casefold()
+    chunks = text.split()
+    length = sum(map(len, chunks)) + len(chunks) - 1 if chunks else 0
+    if length <= max_chars:
+        return chunks, length
+    return " ".join(chunks)[:max_chars].split(), max_chars
 
 
 class Featurizer:
     """Applies a fitted :class:`FeatureState`; never refits.
 
-    Per title the work is one normalisation, one regex split and C-level
-    ``map`` lookups: every token's feature ids (unigram and character n-grams)
-    are cached as packed bytes, bigram ids come from a prebuilt table, and a
-    title's ids are one ``bytes.join``. Whole titles are cached too (bounded),
-    so a repeated headline costs one dictionary lookup. Counting, TF-IDF
-    weighting, the L2 norm and padding are vectorised over the whole batch.
+    Tokens never cross whitespace and character n-grams stay inside a token, so
+    a title's features are its whitespace chunks' features in order. Per title
+    the work is one normalisation (skipped NFKC for ASCII) and a C-level
+    ``str.split``; each chunk's feature ids and counts are cached as packed
+    bytes (the regex tokenizer and the vocabulary lookups run only on a cache
+    miss, with a per-token cache below), so a batch's ids are one
+    ``bytes.join`` over all its chunks. Whole titles are cached too (bounded).
+    Summing the chunk counts per title, TF-IDF weighting, the L2 norm and
+    padding are vectorised over the whole batch.
     """
 
     _CACHE_LIMIT = 200_000
+    _CHUNK_CACHE_LIMIT = 200_000
     _TITLE_CACHE_LIMIT = 20_000
 
     def __init__(self, state: FeatureState) -> None:
@@ -237,7 +275,10 @@ class Featurizer:
         self._categories = {c: i + 1 for i, c in enumerate(state.categories)}
         self._mean = np.asarray(state.numeric_mean, dtype=np.float64)
         self._std = np.asarray(state.numeric_std, dtype=np.float64)
+        cap = state.config.max_features_per_title
+        self._prefixes = np.arange(cap) < np.arange(cap + 1)[:, None]  # [cap + 1, cap]
         self._word_cache: dict[str, tuple[bytes, int, int]] = {}
+        self._chunk_cache: dict[str, _ChunkEntry] = {}
         self._title_cache: dict[str, _TitleEntry] = {}
         w_lo, w_hi = state.config.word_ngrams or (0, -1)
         self._unigrams = w_lo <= 1 <= w_hi
@@ -251,6 +292,12 @@ class Featurizer:
             if self._bigrams
             else {}
         )
+
+    def clear_caches(self) -> None:
+        """Forget every cached title, chunk and token (the outputs do not change)."""
+        self._title_cache.clear()
+        self._chunk_cache.clear()
+        self._word_cache.clear()
 
     def _word(self, token: str) -> tuple[bytes, int, int]:
         """Packed feature ids of one token (unigram + character n-grams), 1 if it is a word,
@@ -274,31 +321,38 @@ class Featurizer:
         self._word_cache[token] = entry
         return entry
 
-    def _title(self, title: str) -> _TitleEntry:
-        normalized = normalize_title(title, self._config.max_title_chars)
-        tokens = _TOKEN.findall(normalized)
-        words = list(map(self._word_cache.get, tokens))
-        try:
-            parts: list[bytes] = list(map(_first, words))  # type: ignore[arg-type]
-        except TypeError:  # a token not in the cache yet (cheaper than scanning for None)
-            words = [w if w is not None else self._word(t) for w, t in zip(words, tokens, strict=True)]
-            parts = list(map(_first, words))  # type: ignore[arg-type]
-        if self._bigrams and len(tokens) > 1:
+    def _chunk(self, chunk: str) -> _ChunkEntry:
+        """Packed ids and statistics of one whitespace chunk, or of a title's bigrams (key
+        ``_BIGRAMS`` + the normalized title)."""
+        if chunk[0] == _BIGRAMS:
+            tokens = _TOKEN.findall(chunk[1:])
             keys = map(_pair, itertools.pairwise(tokens))
-            parts.extend(map(self._bigram_ids.get, keys, itertools.repeat(b"")))
-        n_words = sum(map(_second, words))  # type: ignore[arg-type]
-        entry: _TitleEntry = (
-            b"".join(parts),
-            (
-                n_words,
-                sum(map(_third, words)),  # type: ignore[arg-type]
-                len(normalized),
-                _DIGIT.search(normalized) is not None,
-                "?" in normalized,
-                "!" in normalized,
-                _QUOTE.search(title) is not None,
-            ),
-        )
+            blob = b"".join(map(self._bigram_ids.get, keys, itertools.repeat(b"")))
+            stats = (len(blob) // _IDS.itemsize, 0, 0, 0, 0, 0)
+        else:
+            cache = self._word_cache
+            words = [cache.get(t) or self._word(t) for t in _TOKEN.findall(chunk)]
+            blob = b"".join(map(_first, words))
+            stats = (
+                len(blob) // _IDS.itemsize,
+                sum(map(_second, words)),
+                sum(map(_third, words)),
+                _DIGIT.search(chunk) is not None,
+                "?" in chunk,
+                "!" in chunk,
+            )
+        entry = (blob, _CHUNK_STATS.pack(*stats))
+        if len(self._chunk_cache) >= self._CHUNK_CACHE_LIMIT:
+            self._chunk_cache.clear()
+        self._chunk_cache[chunk] = entry
+        return entry
+
+    def _title(self, title: str) -> _TitleEntry:
+        chunks, length = normalized_chunks(title, self._config.max_title_chars)
+        if self._bigrams and len(chunks) > 0:
+            chunks.append(_BIGRAMS + " ".join(chunks))
+        quote = ('"' in title or "'" in title) if title.isascii() else _QUOTE.search(title) is not None
+        entry = (chunks, length, quote)
         if len(self._title_cache) >= self._TITLE_CACHE_LIMIT:
             self._title_cache.clear()
         self._title_cache[title] = entry
@@ -313,58 +367,96 @@ class Featurizer:
             raise ValueError(f"expected {size} categories, got {len(categories)}")
         entries = list(map(self._title_cache.get, titles))
         try:
-            blobs: list[bytes] = list(map(_first, entries))  # type: ignore[arg-type]
-        except TypeError:  # some titles not cached yet
+            keys: list[list[str]] = list(map(_first, entries))  # type: ignore[arg-type]
+        except TypeError:  # some titles not cached yet (cheaper than scanning for None)
             entries = [e if e is not None else self._title(t) for e, t in zip(entries, titles, strict=True)]
-            blobs = list(map(_first, entries))  # type: ignore[arg-type]
-        lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=size) // _IDS.itemsize
-        flat = np.frombuffer(b"".join(blobs), dtype=_IDS).astype(np.int64)
-        stats = np.array(list(map(_second, entries)), dtype=np.float64).reshape(size, 7)  # type: ignore[arg-type]
-        n_words = stats[:, 0]
+            keys = list(map(_first, entries))  # type: ignore[arg-type]
+        all_keys = list(itertools.chain.from_iterable(keys))
+        chunks = list(map(self._chunk_cache.get, all_keys))
+        try:
+            blob = b"".join(map(_first, chunks))  # type: ignore[arg-type]
+        except TypeError:  # some chunks not cached yet
+            chunks = [c if c is not None else self._chunk(k) for c, k in zip(chunks, all_keys, strict=True)]
+            blob = b"".join(map(_first, chunks))  # type: ignore[arg-type]
+        chunk_stats = np.frombuffer(b"".join(map(_second, chunks)), dtype=_IDS)  # type: ignore[arg-type]
+        per_title = _segment_sums(
+            chunk_stats.reshape(-1, _N_CHUNK_STATS),
+            np.fromiter(map(len, keys), dtype=np.int64, count=size),
+        )
+        n_words = per_title[:, 1].astype(np.float64)
         numeric = np.empty((size, len(NUMERIC_FEATURES)), dtype=np.float64)
-        numeric[:, 0] = np.log1p(stats[:, 2])
+        numeric[:, 0] = np.log1p(np.fromiter(map(_second, entries), dtype=np.float64, count=size))  # type: ignore[arg-type]
         numeric[:, 1] = np.log1p(n_words)
-        numeric[:, 2:] = stats[:, 3:]
+        numeric[:, 2:5] = per_title[:, 3:6] > 0
+        numeric[:, 5] = np.fromiter(map(_third, entries), dtype=np.float64, count=size)  # type: ignore[arg-type]
         unknown = np.zeros(size)
-        np.divide(stats[:, 1], n_words, out=unknown, where=n_words > 0)
-        token_ids, token_weights = self._bags(flat, lengths)
+        np.divide(per_title[:, 2], n_words, out=unknown, where=n_words > 0)
+        token_ids, token_weights = self._bags(np.frombuffer(blob, dtype=_IDS), per_title[:, 0])
         if categories is None:
             category_ids = np.zeros(size, dtype=np.int64)
         else:
             category_ids = np.fromiter(
                 (self._categories.get(c, 0) if c else 0 for c in categories), dtype=np.int64, count=size
             )
+        numeric -= self._mean
+        numeric /= self._std
         return FeatureBatch(
             token_ids=token_ids,
             token_weights=token_weights,
             category_ids=category_ids,
-            numeric=((numeric - self._mean) / self._std).astype(np.float32),
+            numeric=numeric.astype(np.float32),
             n_chars=np.fromiter(map(len, titles), dtype=np.float64, count=size),
-            n_words=n_words.copy(),
+            n_words=n_words,
             unknown_share=unknown,
             category_known=category_ids > 0,
         )
 
     def _bags(
-        self, ids: NDArray[np.int64], lengths: NDArray[np.int64]
+        self, ids: NDArray[np.int32], lengths: NDArray[np.int64]
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Weight each feature occurrence by its IDF, L2-normalise per row, pad.
 
         A feature that occurs twice in a title appears twice in the bag, which
         the model sums: term frequency times IDF without sorting or counting.
+        Only the first ``max_features_per_title`` features of a title are kept.
         """
         size = lengths.shape[0]
         if ids.shape[0] == 0:
             return np.zeros((size, 1), dtype=np.int64), np.zeros((size, 1), dtype=np.float32)
-        # Row-major boolean mask of occupied cells: assigning the concatenated ids through it
-        # puts each title's features, in order, at the start of its row.
-        mask = np.arange(int(lengths.max())) < lengths[:, None]
-        padded = np.zeros(mask.shape, dtype=np.int64)
-        padded[mask] = ids
         cap = self._config.max_features_per_title
-        if int(mask.shape[-1]) > cap:
-            padded, mask = padded[:, :cap], mask[:, :cap]
-        weights = self._idf[padded]
-        norm = np.sqrt(np.einsum("ij,ij->i", weights, weights))
-        np.divide(weights, norm[:, None], out=weights, where=mask)
-        return padded, weights.astype(np.float32)
+        over = np.flatnonzero(lengths > cap)
+        if over.shape[0] > 0:  # drop the features beyond the cap (usually few rows: slice around them)
+            ends = np.cumsum(lengths)
+            pieces, done = [], 0
+            for row in over.tolist():
+                pieces.append(ids[done : ends[row] - lengths[row] + cap])
+                done = ends[row]
+            pieces.append(ids[done:])
+            ids = np.concatenate(pieces)
+            lengths = np.minimum(lengths, cap)
+        flat = ids.astype(np.intp)
+        # Row-major boolean mask of occupied cells (row n of the prefix table is n Trues): assigning
+        # the concatenated values through it puts each title's features, in order, at the start of its row.
+        mask = self._prefixes[lengths, : int(lengths.max())]
+        token_ids = np.zeros(mask.shape, dtype=np.int64)
+        token_ids[mask] = flat
+        weights = np.take(self._idf, flat)
+        norm = np.sqrt(_segment_sums(weights * weights, lengths))
+        weights /= np.repeat(norm, lengths)
+        token_weights = np.zeros(mask.shape, dtype=np.float32)
+        token_weights[mask] = weights
+        return token_ids, token_weights
+
+
+_Summable = TypeVar("_Summable", np.int32, np.float64)
+
+
+def _segment_sums(values: NDArray[_Summable], lengths: NDArray[np.int64]) -> NDArray[_Summable]:
+    """Sums (along the first axis) of consecutive segments of ``values`` of the given lengths
+    (an empty segment sums to 0)."""
+    out = np.zeros((lengths.shape[0], *values.shape[1:]), dtype=values.dtype)
+    filled = lengths > 0
+    if values.shape[0] > 0:
+        starts = np.cumsum(lengths) - lengths
+        out[filled] = np.add.reduceat(values, starts[filled], axis=0)
+    return out
