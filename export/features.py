@@ -381,7 +381,7 @@ class Featurizer:
         chunk_stats = np.frombuffer(b"".join(map(_second, chunks)), dtype=_IDS)  # type: ignore[arg-type]
         per_title = _segment_sums(
             chunk_stats.reshape(-1, _N_CHUNK_STATS),
-            np.fromiter(map(len, keys), dtype=np.int64, count=size),
+            np.fromiter(map(len, keys), dtype=np.int32, count=size),
         )
         n_words = per_title[:, 1].astype(np.float64)
         numeric = np.empty((size, len(NUMERIC_FEATURES)), dtype=np.float64)
@@ -412,7 +412,7 @@ class Featurizer:
         )
 
     def _bags(
-        self, ids: NDArray[np.int32], lengths: NDArray[np.int64]
+        self, ids: NDArray[np.int32], lengths: NDArray[np.int32]
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Weight each feature occurrence by its IDF, L2-normalise per row, pad.
 
@@ -424,9 +424,10 @@ class Featurizer:
         if ids.shape[0] == 0:
             return np.zeros((size, 1), dtype=np.int64), np.zeros((size, 1), dtype=np.float32)
         cap = self._config.max_features_per_title
-        over = np.flatnonzero(lengths > cap)
-        if over.shape[0] > 0:  # drop the features beyond the cap (usually few rows: slice around them)
-            ends = np.cumsum(lengths)
+        width = int(lengths.max())
+        if width > cap:  # drop the features beyond the cap (usually in few rows: slice around them)
+            over = np.flatnonzero(lengths > cap)
+            ends = lengths.cumsum()
             pieces, done = [], 0
             for row in over.tolist():
                 pieces.append(ids[done : ends[row] - lengths[row] + cap])
@@ -434,10 +435,11 @@ class Featurizer:
             pieces.append(ids[done:])
             ids = np.concatenate(pieces)
             lengths = np.minimum(lengths, cap)
+            width = cap
         flat = ids.astype(np.intp)
         # Row-major boolean mask of occupied cells (row n of the prefix table is n Trues): assigning
         # the concatenated values through it puts each title's features, in order, at the start of its row.
-        mask = self._prefixes[lengths, : int(lengths.max())]
+        mask = self._prefixes[lengths, :width]
         token_ids = np.zeros(mask.shape, dtype=np.int64)
         token_ids[mask] = flat
         weights = np.take(self._idf, flat)
@@ -451,12 +453,15 @@ class Featurizer:
 _Summable = TypeVar("_Summable", np.int32, np.float64)
 
 
-def _segment_sums(values: NDArray[_Summable], lengths: NDArray[np.int64]) -> NDArray[_Summable]:
-    """Sums (along the first axis) of consecutive segments of ``values`` of the given lengths
-    (an empty segment sums to 0)."""
+def _segment_sums(values: NDArray[_Summable], lengths: NDArray[np.int32]) -> NDArray[_Summable]:
+    """Sums (along the first axis, in ``values``' dtype) of consecutive segments of ``values``
+    of the given lengths (an empty segment sums to 0)."""
+    starts = lengths.cumsum() - lengths
+    if values.shape[0] > 0 and lengths.all():
+        sums: NDArray[_Summable] = np.add.reduceat(values, starts, axis=0, dtype=values.dtype)
+        return sums
     out = np.zeros((lengths.shape[0], *values.shape[1:]), dtype=values.dtype)
     filled = lengths > 0
     if values.shape[0] > 0:
-        starts = np.cumsum(lengths) - lengths
-        out[filled] = np.add.reduceat(values, starts[filled], axis=0)
+        out[filled] = np.add.reduceat(values, starts[filled], axis=0, dtype=values.dtype)
     return out
