@@ -436,13 +436,12 @@ class Featurizer:
             ids = np.concatenate(pieces)
             lengths = np.minimum(lengths, cap)
             width = cap
-        flat = ids.astype(np.intp)
         # Row-major boolean mask of occupied cells (row n of the prefix table is n Trues): assigning
         # the concatenated values through it puts each title's features, in order, at the start of its row.
         mask = self._prefixes[lengths, :width]
         token_ids = np.zeros(mask.shape, dtype=np.int64)
-        token_ids[mask] = flat
-        weights = np.take(self._idf, flat)
+        token_ids[mask] = ids
+        weights = np.take(self._idf, ids)
         norm = np.sqrt(_segment_sums(weights * weights, lengths))
         weights /= np.repeat(norm, lengths)
         token_weights = np.zeros(mask.shape, dtype=np.float32)
