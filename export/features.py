@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import re
 import struct
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -219,6 +220,8 @@ _first = itemgetter(0)
 _second = itemgetter(1)
 _third = itemgetter(2)
 _pair = " ".join
+#: Per token: packed feature ids (unigram, character n-grams), 1 if a word, 1 if an unseen word.
+_WordEntry = tuple[bytes, int, int]
 #: Per whitespace chunk: packed feature ids and packed ``_CHUNK_STATS``.
 _ChunkEntry = tuple[bytes, bytes]
 #: Per title: chunk keys (in order), normalized length in characters, has a quote.
@@ -270,16 +273,19 @@ class Featurizer:
     def __init__(self, state: FeatureState) -> None:
         self.state = state
         self._config = state.config
-        self._index = {f: i + 1 for i, f in enumerate(state.vocabulary)}
+        # vocabulary ids by kind, keyed without the "w:" / "c:" prefix
+        self._unigram_ids = {f[2:]: i + 1 for i, f in enumerate(state.vocabulary) if f.startswith("w:")}
+        self._char_ids = {f[2:]: i + 1 for i, f in enumerate(state.vocabulary) if f.startswith("c:")}
         self._idf = np.concatenate([[0.0], np.asarray(state.idf, dtype=np.float64)])
         self._categories = {c: i + 1 for i, c in enumerate(state.categories)}
         self._mean = np.asarray(state.numeric_mean, dtype=np.float64)
         self._std = np.asarray(state.numeric_std, dtype=np.float64)
         cap = state.config.max_features_per_title
         self._prefixes = np.arange(cap) < np.arange(cap + 1)[:, None]  # [cap + 1, cap]
-        self._word_cache: dict[str, tuple[bytes, int, int]] = {}
+        self._word_cache: dict[str, _WordEntry] = {}
         self._chunk_cache: dict[str, _ChunkEntry] = {}
         self._title_cache: dict[str, _TitleEntry] = {}
+        self._slices: dict[int, list[slice]] = {}
         w_lo, w_hi = state.config.word_ngrams or (0, -1)
         self._unigrams = w_lo <= 1 <= w_hi
         self._bigrams = w_lo <= 2 <= w_hi
@@ -299,27 +305,30 @@ class Featurizer:
         self._chunk_cache.clear()
         self._word_cache.clear()
 
-    def _word(self, token: str) -> tuple[bytes, int, int]:
+    def _word(self, token: str) -> _WordEntry:
         """Packed feature ids of one token (unigram + character n-grams), 1 if it is a word,
         1 if it is a word outside the vocabulary."""
-        index = self._index
-        unigram = index.get("w:" + token)
+        unigram = self._unigram_ids.get(token)
         ids = [unigram] if unigram and self._unigrams else []
         if self._config.char_ngrams is not None:
             padded = f" {token} "
-            size = len(padded)
-            c_lo, c_hi = self._config.char_ngrams
-            for n in range(c_lo, min(c_hi, size) + 1):
-                for i in range(size - n + 1):
-                    found = index.get("c:" + padded[i : i + n])
-                    if found:
-                        ids.append(found)
+            grams = map(padded.__getitem__, self._gram_slices(len(padded)))
+            ids.extend(filter(None, map(self._char_ids.get, grams)))
         is_word = int(_is_word(token))
-        entry = (np.asarray(ids, dtype=_IDS).tobytes(), is_word, int(is_word and unigram is None))
+        entry = (struct.pack(f"<{len(ids)}i", *ids), is_word, int(is_word and unigram is None))
         if len(self._word_cache) >= self._CACHE_LIMIT:
             self._word_cache.clear()
         self._word_cache[token] = entry
         return entry
+
+    def _gram_slices(self, size: int) -> list[slice]:
+        """Where the character n-grams of a padded token of ``size`` characters are, by n then start."""
+        found = self._slices.get(size)
+        if found is None:
+            c_lo, c_hi = self._config.char_ngrams or (1, 0)
+            found = [slice(i, i + n) for n in range(c_lo, min(c_hi, size) + 1) for i in range(size - n + 1)]
+            self._slices[size] = found
+        return found
 
     def _chunk(self, chunk: str) -> _ChunkEntry:
         """Packed ids and statistics of one whitespace chunk, or of a title's bigrams (key
@@ -330,8 +339,11 @@ class Featurizer:
             blob = b"".join(map(self._bigram_ids.get, keys, itertools.repeat(b"")))
             stats = (len(blob) // _IDS.itemsize, 0, 0, 0, 0, 0)
         else:
-            cache = self._word_cache
-            words = [cache.get(t) or self._word(t) for t in _TOKEN.findall(chunk)]
+            tokens = _TOKEN.findall(chunk)
+            found = list(map(self._word_cache.get, tokens))
+            if None in found:  # cheaper than _fill_misses when (as usual) every token is cached
+                _fill_misses(found, tokens, self._word)
+            words = cast("list[_WordEntry]", found)
             blob = b"".join(map(_first, words))
             stats = (
                 len(blob) // _IDS.itemsize,
@@ -365,30 +377,22 @@ class Featurizer:
         size = len(titles)
         if categories is not None and len(categories) != size:
             raise ValueError(f"expected {size} categories, got {len(categories)}")
-        entries = list(map(self._title_cache.get, titles))
-        try:
-            keys: list[list[str]] = list(map(_first, entries))  # type: ignore[arg-type]
-        except TypeError:  # some titles not cached yet (cheaper than scanning for None)
-            entries = [e if e is not None else self._title(t) for e, t in zip(entries, titles, strict=True)]
-            keys = list(map(_first, entries))  # type: ignore[arg-type]
+        entries = _fill_misses(list(map(self._title_cache.get, titles)), titles, self._title)
+        keys: list[list[str]] = list(map(_first, entries))
         all_keys = list(itertools.chain.from_iterable(keys))
-        chunks = list(map(self._chunk_cache.get, all_keys))
-        try:
-            blob = b"".join(map(_first, chunks))  # type: ignore[arg-type]
-        except TypeError:  # some chunks not cached yet
-            chunks = [c if c is not None else self._chunk(k) for c, k in zip(chunks, all_keys, strict=True)]
-            blob = b"".join(map(_first, chunks))  # type: ignore[arg-type]
-        chunk_stats = np.frombuffer(b"".join(map(_second, chunks)), dtype=_IDS)  # type: ignore[arg-type]
+        chunks = _fill_misses(list(map(self._chunk_cache.get, all_keys)), all_keys, self._chunk)
+        blob = b"".join(map(_first, chunks))
+        chunk_stats = np.frombuffer(b"".join(map(_second, chunks)), dtype=_IDS)
         per_title = _segment_sums(
             chunk_stats.reshape(-1, _N_CHUNK_STATS),
             np.fromiter(map(len, keys), dtype=np.int32, count=size),
         )
         n_words = per_title[:, 1].astype(np.float64)
         numeric = np.empty((size, len(NUMERIC_FEATURES)), dtype=np.float64)
-        numeric[:, 0] = np.log1p(np.fromiter(map(_second, entries), dtype=np.float64, count=size))  # type: ignore[arg-type]
+        numeric[:, 0] = np.log1p(np.fromiter(map(_second, entries), dtype=np.float64, count=size))
         numeric[:, 1] = np.log1p(n_words)
         numeric[:, 2:5] = per_title[:, 3:6] > 0
-        numeric[:, 5] = np.fromiter(map(_third, entries), dtype=np.float64, count=size)  # type: ignore[arg-type]
+        numeric[:, 5] = np.fromiter(map(_third, entries), dtype=np.float64, count=size)
         unknown = np.zeros(size)
         np.divide(per_title[:, 2], n_words, out=unknown, where=n_words > 0)
         token_ids, token_weights = self._bags(np.frombuffer(blob, dtype=_IDS), per_title[:, 0])
@@ -450,6 +454,22 @@ class Featurizer:
 
 
 _Summable = TypeVar("_Summable", np.int32, np.float64)
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+def _fill_misses(
+    found: list[_Value | None], keys: Sequence[_Key], compute: Callable[[_Key], _Value]
+) -> list[_Value]:
+    """Replace, in place, each ``None`` in ``found`` (a cache lookup of ``keys``) by ``compute(key)``.
+
+    The scan for ``None`` runs in C, so a batch that is mostly cached costs Python work only
+    for its misses.
+    """
+    missing = itertools.compress(range(len(found)), map(operator.is_, found, itertools.repeat(None)))
+    for at in missing:
+        found[at] = compute(keys[at])
+    return found  # type: ignore[return-value]  # no None left
 
 
 def _segment_sums(values: NDArray[_Summable], lengths: NDArray[np.int32]) -> NDArray[_Summable]:
