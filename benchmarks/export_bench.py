@@ -49,7 +49,11 @@ BATCHES = (1, 8, 64, 256)
 
 
 def _time_batches(
-    model: Any, batches: list[list[str]], features: list[Any], reps: int, warm: tuple[set[str], set[str]]
+    model: Any,
+    batches: list[list[str]],
+    features: list[Any],
+    reps: int,
+    warm: tuple[dict[str, Any], dict[str, Any]],
 ) -> dict[str, float]:
     """Median seconds per call: bare ONNX, and the loader cold / unseen / new titles / repeated.
 
@@ -60,12 +64,10 @@ def _time_batches(
     cats: list[str | None] = [None] * len(batches[0])
     warm_chunks, warm_words = warm
 
-    def back_to_warm() -> None:
+    def back_to_warm() -> None:  # copies, not deletions: deleted keys would make the dicts resize
         featurizer._title_cache.clear()
-        for key in featurizer._chunk_cache.keys() - warm_chunks:
-            del featurizer._chunk_cache[key]
-        for key in featurizer._word_cache.keys() - warm_words:
-            del featurizer._word_cache[key]
+        featurizer._chunk_cache = dict(warm_chunks)
+        featurizer._word_cache = dict(warm_words)
 
     def nothing() -> None:
         pass
@@ -121,7 +123,7 @@ def main() -> None:
     featurizer = model.scorer.featurizer
     featurizer.clear_caches()
     featurizer.transform(data.subset(result.train_index).titles)  # the stream has seen these
-    warm = (set(featurizer._chunk_cache), set(featurizer._word_cache))
+    warm = (dict(featurizer._chunk_cache), dict(featurizer._word_cache))
     featurizer._title_cache.clear()
     held_out = data.subset(result.val_index)
     titles = held_out.titles

@@ -28,7 +28,7 @@ import re
 import struct
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TypeVar, cast
@@ -209,23 +209,20 @@ def fit_feature_state(
     )
 
 
-_IDS = np.dtype("<i4")  # feature ids and chunk statistics inside the caches: 4-byte little-endian
-#: Per whitespace chunk: feature ids, word tokens, words outside the vocabulary, and whether it
-#: holds a digit, a ``?``, a ``!`` (summed per title, so the flags become counts).
-_CHUNK_STATS = struct.Struct("<6i")
-_N_CHUNK_STATS = 6
+_IDS = np.dtype("<i4")  # feature ids and statistics inside the caches: 4-byte little-endian
+#: Per piece of a title (a token, or a whitespace chunk of tokens): feature ids, word tokens,
+#: words outside the vocabulary, and how many digits-holding words, ``?`` and ``!`` it has.
+_PIECE_STATS = struct.Struct("<6i")
+_N_PIECE_STATS = 6
+#: Per title: the piece statistics summed, then the normalized length and whether it has a quote.
+_N_TITLE_STATS = 8
 #: Starts the cache key of a title's bigrams (never inside a chunk: control characters become spaces).
 _BIGRAMS = "\x00"
 _first = itemgetter(0)
 _second = itemgetter(1)
-_third = itemgetter(2)
 _pair = " ".join
-#: Per token: packed feature ids (unigram, character n-grams), 1 if a word, 1 if an unseen word.
-_WordEntry = tuple[bytes, int, int]
-#: Per whitespace chunk: packed feature ids and packed ``_CHUNK_STATS``.
-_ChunkEntry = tuple[bytes, bytes]
-#: Per title: chunk keys (in order), normalized length in characters, has a quote.
-_TitleEntry = tuple[list[str], int, bool]
+#: A cached piece or title: packed feature ids and packed statistics.
+_Entry = tuple[bytes, bytes]
 
 
 def normalized_chunks(title: str, max_chars: int) -> tuple[list[str], int]:
@@ -256,18 +253,19 @@ class Featurizer:
     """Applies a fitted :class:`FeatureState`; never refits.
 
     Tokens never cross whitespace and character n-grams stay inside a token, so
-    a title's features are its whitespace chunks' features in order. Per title
-    the work is one normalisation (skipped NFKC for ASCII) and a C-level
+    a title's features are its whitespace chunks' features in order. Per new
+    title the work is one normalisation (no NFKC for ASCII) and a C-level
     ``str.split``; each chunk's feature ids and counts are cached as packed
-    bytes (the regex tokenizer and the vocabulary lookups run only on a cache
-    miss, with a per-token cache below), so a batch's ids are one
-    ``bytes.join`` over all its chunks. Whole titles are cached too (bounded).
-    Summing the chunk counts per title, TF-IDF weighting, the L2 norm and
-    padding are vectorised over the whole batch.
+    bytes (one cache for chunks and tokens: a one-token chunk is its token),
+    and the regex tokenizer and the vocabulary lookups run only on a cache
+    miss. The chunks of all new titles of a batch are assembled together (one
+    ``bytes.join``, counts summed per title in numpy), and each new title's
+    packed ids and statistics are cached (bounded), so a repeated headline
+    costs one dictionary lookup. TF-IDF weighting, the L2 norm and padding are
+    vectorised over the whole batch.
     """
 
     _CACHE_LIMIT = 200_000
-    _CHUNK_CACHE_LIMIT = 200_000
     _TITLE_CACHE_LIMIT = 20_000
 
     def __init__(self, state: FeatureState) -> None:
@@ -282,9 +280,8 @@ class Featurizer:
         self._std = np.asarray(state.numeric_std, dtype=np.float64)
         cap = state.config.max_features_per_title
         self._prefixes = np.arange(cap) < np.arange(cap + 1)[:, None]  # [cap + 1, cap]
-        self._word_cache: dict[str, _WordEntry] = {}
-        self._chunk_cache: dict[str, _ChunkEntry] = {}
-        self._title_cache: dict[str, _TitleEntry] = {}
+        self._piece_cache: dict[str, _Entry] = {}
+        self._title_cache: dict[str, _Entry] = {}
         self._slices: dict[int, list[slice]] = {}
         w_lo, w_hi = state.config.word_ngrams or (0, -1)
         self._unigrams = w_lo <= 1 <= w_hi
@@ -302,24 +299,7 @@ class Featurizer:
     def clear_caches(self) -> None:
         """Forget every cached title, chunk and token (the outputs do not change)."""
         self._title_cache.clear()
-        self._chunk_cache.clear()
-        self._word_cache.clear()
-
-    def _word(self, token: str) -> _WordEntry:
-        """Packed feature ids of one token (unigram + character n-grams), 1 if it is a word,
-        1 if it is a word outside the vocabulary."""
-        unigram = self._unigram_ids.get(token)
-        ids = [unigram] if unigram and self._unigrams else []
-        if self._config.char_ngrams is not None:
-            padded = f" {token} "
-            grams = map(padded.__getitem__, self._gram_slices(len(padded)))
-            ids.extend(filter(None, map(self._char_ids.get, grams)))
-        is_word = int(_is_word(token))
-        entry = (struct.pack(f"<{len(ids)}i", *ids), is_word, int(is_word and unigram is None))
-        if len(self._word_cache) >= self._CACHE_LIMIT:
-            self._word_cache.clear()
-        self._word_cache[token] = entry
-        return entry
+        self._piece_cache.clear()
 
     def _gram_slices(self, size: int) -> list[slice]:
         """Where the character n-grams of a padded token of ``size`` characters are, by n then start."""
@@ -330,45 +310,88 @@ class Featurizer:
             self._slices[size] = found
         return found
 
-    def _chunk(self, chunk: str) -> _ChunkEntry:
-        """Packed ids and statistics of one whitespace chunk, or of a title's bigrams (key
-        ``_BIGRAMS`` + the normalized title)."""
-        if chunk[0] == _BIGRAMS:
-            tokens = _TOKEN.findall(chunk[1:])
-            keys = map(_pair, itertools.pairwise(tokens))
-            blob = b"".join(map(self._bigram_ids.get, keys, itertools.repeat(b"")))
-            stats = (len(blob) // _IDS.itemsize, 0, 0, 0, 0, 0)
-        else:
-            tokens = _TOKEN.findall(chunk)
-            found = list(map(self._word_cache.get, tokens))
-            if None in found:  # cheaper than _fill_misses when (as usual) every token is cached
-                _fill_misses(found, tokens, self._word)
-            words = cast("list[_WordEntry]", found)
-            blob = b"".join(map(_first, words))
-            stats = (
-                len(blob) // _IDS.itemsize,
-                sum(map(_second, words)),
-                sum(map(_third, words)),
-                _DIGIT.search(chunk) is not None,
-                "?" in chunk,
-                "!" in chunk,
-            )
-        entry = (blob, _CHUNK_STATS.pack(*stats))
-        if len(self._chunk_cache) >= self._CHUNK_CACHE_LIMIT:
-            self._chunk_cache.clear()
-        self._chunk_cache[chunk] = entry
+    def _store(self, key: str, entry: _Entry) -> _Entry:
+        if len(self._piece_cache) >= self._CACHE_LIMIT:
+            self._piece_cache.clear()
+        self._piece_cache[key] = entry
         return entry
 
-    def _title(self, title: str) -> _TitleEntry:
-        chunks, length = normalized_chunks(title, self._config.max_title_chars)
-        if self._bigrams and len(chunks) > 0:
-            chunks.append(_BIGRAMS + " ".join(chunks))
-        quote = ('"' in title or "'" in title) if title.isascii() else _QUOTE.search(title) is not None
-        entry = (chunks, length, quote)
-        if len(self._title_cache) >= self._TITLE_CACHE_LIMIT:
+    def _token(self, token: str) -> _Entry:
+        """One token: its unigram and character n-gram ids (cached)."""
+        unigram = self._unigram_ids.get(token)
+        ids = [unigram] if unigram and self._unigrams else []
+        if self._config.char_ngrams is not None:
+            padded = f" {token} "
+            grams = map(padded.__getitem__, self._gram_slices(len(padded)))
+            ids.extend(filter(None, map(self._char_ids.get, grams)))
+        is_word = _is_word(token)
+        stats = _PIECE_STATS.pack(
+            len(ids),
+            is_word,
+            is_word and unigram is None,
+            _DIGIT.search(token) is not None,
+            token == "?",
+            token == "!",
+        )
+        return self._store(token, (struct.pack(f"<{len(ids)}i", *ids), stats))
+
+    def _piece(self, key: str) -> _Entry:
+        """A whitespace chunk not in the cache, or a title's bigrams (``_BIGRAMS`` + the normalized
+        title); cached."""
+        if key[0] == _BIGRAMS:
+            keys = map(_pair, itertools.pairwise(_TOKEN.findall(key[1:])))
+            blob = b"".join(map(self._bigram_ids.get, keys, itertools.repeat(b"")))
+            return self._store(key, (blob, _PIECE_STATS.pack(len(blob) // _IDS.itemsize, 0, 0, 0, 0, 0)))
+        tokens = [key] if key.isalnum() else _TOKEN.findall(key)
+        if len(tokens) == 1:  # the chunk is one token
+            return self._token(key)
+        cache = self._piece_cache
+        parts = [cache.get(t) or self._token(t) for t in tokens]
+        totals = map(sum, zip(*map(_PIECE_STATS.unpack, map(_second, parts)), strict=True))
+        return self._store(key, (b"".join(map(_first, parts)), _PIECE_STATS.pack(*totals)))
+
+    def _titles(self, titles: list[str]) -> list[_Entry]:
+        """Entries of titles not in the cache, computed together (one join over all their chunks,
+        counts summed per title in numpy), then cached."""
+        size = len(titles)
+        max_chars = self._config.max_title_chars
+        keys: list[list[str]] = []
+        lengths: list[int] = []
+        quotes: list[bool] = []
+        for title in titles:
+            chunks, length = normalized_chunks(title, max_chars)
+            if self._bigrams and chunks:
+                chunks.append(_BIGRAMS + " ".join(chunks))
+            keys.append(chunks)
+            lengths.append(length)
+            quotes.append(
+                ('"' in title or "'" in title) if title.isascii() else _QUOTE.search(title) is not None
+            )
+        all_keys = list(itertools.chain.from_iterable(keys))
+        cache = self._piece_cache
+        pieces = _fill_misses(list(map(cache.get, all_keys)), all_keys, cache, self._piece)
+        blob = b"".join(map(_first, pieces))
+        piece_stats = np.frombuffer(b"".join(map(_second, pieces)), dtype=_IDS).reshape(-1, _N_PIECE_STATS)
+        stats = np.empty((size, _N_TITLE_STATS), dtype=_IDS)
+        stats[:, :_N_PIECE_STATS] = _segment_sums(piece_stats, np.fromiter(map(len, keys), np.int32, size))
+        stats[:, _N_PIECE_STATS] = lengths
+        stats[:, _N_PIECE_STATS + 1] = quotes
+        # cut the joined ids and statistics back into one entry per title (C-level slicing)
+        ends = stats[:, 0].cumsum() * _IDS.itemsize
+        blobs = map(
+            blob.__getitem__, map(slice, (ends - stats[:, 0] * _IDS.itemsize).tolist(), ends.tolist())
+        )
+        width = _N_TITLE_STATS * _IDS.itemsize
+        packed = stats.tobytes()
+        rows = map(
+            packed.__getitem__,
+            map(slice, range(0, size * width, width), range(width, size * width + 1, width)),
+        )
+        entries = list(zip(blobs, rows, strict=True))
+        if len(self._title_cache) + size > self._TITLE_CACHE_LIMIT:
             self._title_cache.clear()
-        self._title_cache[title] = entry
-        return entry
+        self._title_cache.update(zip(titles, entries, strict=True))
+        return entries
 
     def transform(
         self, titles: Sequence[str], categories: Sequence[str | None] | None = None
@@ -377,25 +400,23 @@ class Featurizer:
         size = len(titles)
         if categories is not None and len(categories) != size:
             raise ValueError(f"expected {size} categories, got {len(categories)}")
-        entries = _fill_misses(list(map(self._title_cache.get, titles)), titles, self._title)
-        keys: list[list[str]] = list(map(_first, entries))
-        all_keys = list(itertools.chain.from_iterable(keys))
-        chunks = _fill_misses(list(map(self._chunk_cache.get, all_keys)), all_keys, self._chunk)
-        blob = b"".join(map(_first, chunks))
-        chunk_stats = np.frombuffer(b"".join(map(_second, chunks)), dtype=_IDS)
-        per_title = _segment_sums(
-            chunk_stats.reshape(-1, _N_CHUNK_STATS),
-            np.fromiter(map(len, keys), dtype=np.int32, count=size),
-        )
-        n_words = per_title[:, 1].astype(np.float64)
+        found = list(map(self._title_cache.get, titles))
+        missing = list(itertools.compress(range(size), map(operator.is_, found, itertools.repeat(None))))
+        if missing:
+            for row, entry in zip(missing, self._titles([titles[i] for i in missing]), strict=True):
+                found[row] = entry
+        entries = cast("list[_Entry]", found)  # no None left
+        stats = np.frombuffer(b"".join(map(_second, entries)), dtype=_IDS).reshape(size, _N_TITLE_STATS)
+        n_words = stats[:, 1].astype(np.float64)
         numeric = np.empty((size, len(NUMERIC_FEATURES)), dtype=np.float64)
-        numeric[:, 0] = np.log1p(np.fromiter(map(_second, entries), dtype=np.float64, count=size))
+        numeric[:, 0] = np.log1p(stats[:, 6])
         numeric[:, 1] = np.log1p(n_words)
-        numeric[:, 2:5] = per_title[:, 3:6] > 0
-        numeric[:, 5] = np.fromiter(map(_third, entries), dtype=np.float64, count=size)
+        numeric[:, 2:5] = stats[:, 3:6] > 0
+        numeric[:, 5] = stats[:, 7]
         unknown = np.zeros(size)
-        np.divide(per_title[:, 2], n_words, out=unknown, where=n_words > 0)
-        token_ids, token_weights = self._bags(np.frombuffer(blob, dtype=_IDS), per_title[:, 0])
+        np.divide(stats[:, 2], n_words, out=unknown, where=n_words > 0)
+        ids = np.frombuffer(b"".join(map(_first, entries)), dtype=_IDS)
+        token_ids, token_weights = self._bags(ids, stats[:, 0])
         if categories is None:
             category_ids = np.zeros(size, dtype=np.int64)
         else:
@@ -459,16 +480,21 @@ _Value = TypeVar("_Value")
 
 
 def _fill_misses(
-    found: list[_Value | None], keys: Sequence[_Key], compute: Callable[[_Key], _Value]
+    found: list[_Value | None],
+    keys: Sequence[_Key],
+    cache: Mapping[_Key, _Value],
+    compute: Callable[[_Key], _Value],
 ) -> list[_Value]:
-    """Replace, in place, each ``None`` in ``found`` (a cache lookup of ``keys``) by ``compute(key)``.
+    """Replace, in place, each ``None`` in ``found`` (an earlier lookup of ``keys`` in ``cache``)
+    by the cached value, now that an earlier miss may have filled it, or else ``compute(key)``.
 
     The scan for ``None`` runs in C, so a batch that is mostly cached costs Python work only
-    for its misses.
+    for its misses, and a key missing several times in a batch is computed once.
     """
     missing = itertools.compress(range(len(found)), map(operator.is_, found, itertools.repeat(None)))
     for at in missing:
-        found[at] = compute(keys[at])
+        key = keys[at]
+        found[at] = cache.get(key) or compute(key)
     return found  # type: ignore[return-value]  # no None left
 
 

@@ -258,6 +258,11 @@ def test_fast_featurizer_matches_reference(sample_dir: Path, config: FeatureConf
     # titles new, chunks and words cached (the stream's steady state), in another order
     new._title_cache.clear()
     _assert_same(new.transform(queries[::3], query_cats[::3]), ref.transform(queries[::3], query_cats[::3]))
+    # cached and new titles mixed, and a new title twice in one batch
+    mixed = [*queries[::2], *CHUNKY, *CHUNKY]
+    new._title_cache.clear()
+    new.transform(queries[::3])
+    _assert_same(new.transform(mixed), ref.transform(mixed))
 
 
 @pytest.mark.parametrize("max_chars", [1, 7, 40, 300])
@@ -296,11 +301,13 @@ def test_caches_are_bounded(sample_dir: Path) -> None:
     titles, cats = _sample(sample_dir)
     featurizer = Featurizer(fit_feature_state(titles, cats))
     featurizer._TITLE_CACHE_LIMIT = 10
-    featurizer._CHUNK_CACHE_LIMIT = 30
     featurizer._CACHE_LIMIT = 50
-    first = featurizer.transform(titles[:100])
-    assert len(featurizer._title_cache) <= 10 and len(featurizer._word_cache) <= 50
-    assert len(featurizer._chunk_cache) <= 30
+    first = featurizer.transform(titles[:8])
+    assert len(featurizer._title_cache) <= 10 and len(featurizer._piece_cache) <= 50
+    first = featurizer.transform(titles[:100])  # more new titles than the title cache holds
+    assert len(featurizer._title_cache) <= 100 and len(featurizer._piece_cache) <= 50
+    featurizer.transform(titles[100:108])
+    assert len(featurizer._title_cache) <= 10
     _assert_same(featurizer.transform(titles[:100]), first)
     _assert_same(featurizer.transform(titles[:100]), Featurizer(featurizer.state).transform(titles[:100]))
 
@@ -309,18 +316,18 @@ def test_bigram_cache_entries_survive_eviction(sample_dir: Path) -> None:
     titles, _ = _sample(sample_dir)
     state = fit_feature_state(titles, None, FeatureConfig(word_ngrams=(1, 2), char_ngrams=None))
     featurizer = Featurizer(state)
-    featurizer._CHUNK_CACHE_LIMIT = 3  # the title's bigram entry is evicted before its lookup
+    featurizer._CACHE_LIMIT = 3  # entries are evicted while a chunk and the batch are assembled
     _assert_same(featurizer.transform(titles[:50]), ReferenceFeaturizer(state).transform(titles[:50]))
-    assert len(featurizer._chunk_cache) <= 3
+    assert len(featurizer._piece_cache) <= 3
 
 
 def test_clear_caches_keeps_outputs(sample_dir: Path) -> None:
     titles, cats = _sample(sample_dir)
     featurizer = Featurizer(fit_feature_state(titles, cats))
     first = featurizer.transform(titles[:64], cats[:64])
-    assert featurizer._title_cache and featurizer._chunk_cache and featurizer._word_cache
+    assert featurizer._title_cache and featurizer._piece_cache
     featurizer.clear_caches()
-    assert not (featurizer._title_cache or featurizer._chunk_cache or featurizer._word_cache)
+    assert not (featurizer._title_cache or featurizer._piece_cache)
     _assert_same(featurizer.transform(titles[:64], cats[:64]), first)
 
 
