@@ -350,9 +350,9 @@ class Featurizer:
         totals = map(sum, zip(*map(_PIECE_STATS.unpack, map(_second, parts)), strict=True))
         return self._store(key, (b"".join(map(_first, parts)), _PIECE_STATS.pack(*totals)))
 
-    def _titles(self, titles: list[str]) -> list[_Entry]:
-        """Entries of titles not in the cache, computed together (one join over all their chunks,
-        counts summed per title in numpy), then cached."""
+    def _titles(self, titles: list[str]) -> tuple[list[_Entry], bytes, NDArray[np.int32]]:
+        """Titles not in the cache, computed together (one join over all their chunks, counts
+        summed per title in numpy) and cached: their entries, and their ids and statistics joined."""
         size = len(titles)
         max_chars = self._config.max_title_chars
         keys: list[list[str]] = []
@@ -391,7 +391,7 @@ class Featurizer:
         if len(self._title_cache) + size > self._TITLE_CACHE_LIMIT:
             self._title_cache.clear()
         self._title_cache.update(zip(titles, entries, strict=True))
-        return entries
+        return entries, blob, stats
 
     def transform(
         self, titles: Sequence[str], categories: Sequence[str | None] | None = None
@@ -402,11 +402,15 @@ class Featurizer:
             raise ValueError(f"expected {size} categories, got {len(categories)}")
         found = list(map(self._title_cache.get, titles))
         missing = list(itertools.compress(range(size), map(operator.is_, found, itertools.repeat(None))))
-        if missing:
-            for row, entry in zip(missing, self._titles([titles[i] for i in missing]), strict=True):
-                found[row] = entry
-        entries = cast("list[_Entry]", found)  # no None left
-        stats = np.frombuffer(b"".join(map(_second, entries)), dtype=_IDS).reshape(size, _N_TITLE_STATS)
+        if len(missing) == size and size > 0:  # all new: the batch is already assembled
+            _, blob, stats = self._titles(list(titles))
+        else:
+            if missing:
+                for row, entry in zip(missing, self._titles([titles[i] for i in missing])[0], strict=True):
+                    found[row] = entry
+            entries = cast("list[_Entry]", found)  # no None left
+            blob = b"".join(map(_first, entries))
+            stats = np.frombuffer(b"".join(map(_second, entries)), dtype=_IDS).reshape(size, _N_TITLE_STATS)
         n_words = stats[:, 1].astype(np.float64)
         numeric = np.empty((size, len(NUMERIC_FEATURES)), dtype=np.float64)
         numeric[:, 0] = np.log1p(stats[:, 6])
@@ -415,8 +419,7 @@ class Featurizer:
         numeric[:, 5] = stats[:, 7]
         unknown = np.zeros(size)
         np.divide(stats[:, 2], n_words, out=unknown, where=n_words > 0)
-        ids = np.frombuffer(b"".join(map(_first, entries)), dtype=_IDS)
-        token_ids, token_weights = self._bags(ids, stats[:, 0])
+        token_ids, token_weights = self._bags(np.frombuffer(blob, dtype=_IDS), stats[:, 0])
         if categories is None:
             category_ids = np.zeros(size, dtype=np.int64)
         else:
