@@ -211,10 +211,11 @@ def fit_feature_state(
 
 _IDS = np.dtype("<i4")  # feature ids and statistics inside the caches: 4-byte little-endian
 #: Per piece of a title (a token, or a whitespace chunk of tokens): feature ids, word tokens,
-#: words outside the vocabulary, and how many digits-holding words, ``?`` and ``!`` it has.
+#: words outside the vocabulary, and how many of its words hold a digit, how many ``?`` and ``!``.
 _PIECE_STATS = struct.Struct("<6i")
 _N_PIECE_STATS = 6
 #: Per title: the piece statistics summed, then the normalized length and whether it has a quote.
+_TITLE_STATS = struct.Struct("<8i")
 _N_TITLE_STATS = 8
 #: Starts the cache key of a title's bigrams (never inside a chunk: control characters become spaces).
 _BIGRAMS = "\x00"
@@ -371,6 +372,11 @@ class Featurizer:
         cache = self._piece_cache
         pieces = _fill_misses(list(map(cache.get, all_keys)), all_keys, cache, self._piece)
         blob = b"".join(map(_first, pieces))
+        if size == 1:  # one event: Python sums cost less than the numpy calls
+            totals = list(map(sum, zip(*map(_PIECE_STATS.unpack, map(_second, pieces)), strict=True)))
+            row = _TITLE_STATS.pack(*(totals or [0] * _N_PIECE_STATS), lengths[0], quotes[0])
+            self._cache_titles(titles, [(blob, row)])
+            return [(blob, row)], blob, np.frombuffer(row, dtype=_IDS).reshape(1, _N_TITLE_STATS)
         piece_stats = np.frombuffer(b"".join(map(_second, pieces)), dtype=_IDS).reshape(-1, _N_PIECE_STATS)
         stats = np.empty((size, _N_TITLE_STATS), dtype=_IDS)
         stats[:, :_N_PIECE_STATS] = _segment_sums(piece_stats, np.fromiter(map(len, keys), np.int32, size))
@@ -388,10 +394,13 @@ class Featurizer:
             map(slice, range(0, size * width, width), range(width, size * width + 1, width)),
         )
         entries = list(zip(blobs, rows, strict=True))
-        if len(self._title_cache) + size > self._TITLE_CACHE_LIMIT:
+        self._cache_titles(titles, entries)
+        return entries, blob, stats
+
+    def _cache_titles(self, titles: list[str], entries: list[_Entry]) -> None:
+        if len(self._title_cache) + len(titles) > self._TITLE_CACHE_LIMIT:
             self._title_cache.clear()
         self._title_cache.update(zip(titles, entries, strict=True))
-        return entries, blob, stats
 
     def transform(
         self, titles: Sequence[str], categories: Sequence[str | None] | None = None
@@ -505,7 +514,7 @@ def _segment_sums(values: NDArray[_Summable], lengths: NDArray[np.int32]) -> NDA
     """Sums (along the first axis, in ``values``' dtype) of consecutive segments of ``values``
     of the given lengths (an empty segment sums to 0)."""
     starts = lengths.cumsum() - lengths
-    if values.shape[0] > 0 and lengths.all():
+    if values.shape[0] > 0 and np.minimum.reduce(lengths) > 0:
         sums: NDArray[_Summable] = np.add.reduceat(values, starts, axis=0, dtype=values.dtype)
         return sums
     out = np.zeros((lengths.shape[0], *values.shape[1:]), dtype=values.dtype)

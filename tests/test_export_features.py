@@ -297,6 +297,24 @@ def test_fast_featurizer_matches_reference_on_real_data(shared_data: Path) -> No
     _assert_same(featurizer.transform(queries), ReferenceFeaturizer(trainer_default).transform(queries))
 
 
+@pytest.mark.parametrize(
+    "config",
+    [FeatureConfig(word_ngrams=(1, 1), char_ngrams=(1, 4)), FeatureConfig(word_ngrams=(1, 2))],
+    ids=["trainer-default", "bigrams"],
+)
+def test_one_title_at_a_time_matches_reference(sample_dir: Path, config: FeatureConfig) -> None:
+    """Batches of one take their own path (Python sums); cold, then with the pieces cached."""
+    titles, _ = _sample(sample_dir)
+    state = fit_feature_state(titles[:300], None, config)
+    ref = ReferenceFeaturizer(state)
+    new = Featurizer(state)
+    for _ in range(2):  # pieces computed, then pieces cached
+        for title in [*HARD, *CHUNKY, *titles[300:340]]:
+            _assert_same(new.transform([title]), ref.transform([title]))
+        new._title_cache.clear()
+        _assert_same(new.transform(HARD), ref.transform(HARD))
+
+
 def test_caches_are_bounded(sample_dir: Path) -> None:
     titles, cats = _sample(sample_dir)
     featurizer = Featurizer(fit_feature_state(titles, cats))
