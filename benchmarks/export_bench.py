@@ -2,7 +2,7 @@
 
 Run from the project root (one torch thread, one onnxruntime thread)::
 
-    PYTHONPATH=. .venv/bin/python benchmarks/export_bench.py [--epochs 8] [--repeats 30]
+    PYTHONPATH=. .venv/bin/python benchmarks/export_bench.py [--epochs 8] [--repeats 60]
 
 1. Train on the whole Upworthy file (``--epochs``, default 8; not part of the timing),
    then time ``export_to_registry`` (ONNX export, parity on the validation rows and the
@@ -10,11 +10,20 @@ Run from the project root (one torch thread, one onnxruntime thread)::
    publish with full verification). Target: <= 60 s.
 2. For batches of 1, 8, 64, 256 held-out headlines: per-event cost of
    ``ScoringModel.score`` (featurize + ONNX + post-processing) against the bare
-   ``InferenceSession.run`` on the same, already featurized batch. Three loader figures:
-   ``cold`` = headlines never seen by this process (both featurizer caches cleared before
-   every call; the honest worst case), ``new titles`` = unseen headlines but the word cache
-   warm (the steady state of a stream: new headlines, known words), ``repeat`` = the same
-   headlines again (title cache hit). Target at 256: loader <= 2x the ONNX call.
+   ``Scorer.model_outputs`` (``InferenceSession.run``) on the same, already featurized
+   batch. The calls are interleaved (one of each kind per round, median over the rounds),
+   so load from other processes hits all of them alike and each pays the cache pollution
+   of the others, as in a stream; the bare ONNX call is also timed alone (a block of
+   consecutive calls, as earlier versions of this benchmark did), which is faster, so the
+   ratio against it is reported too. Four loader figures:
+   ``cold`` = both featurizer caches (titles; whitespace chunks and tokens) cleared before
+   every call (the worst case); ``unseen`` = headlines never scored, with the chunk/token
+   cache holding exactly what featurizing the training titles put there (a stream that has
+   seen the training headlines: known words, new headlines, some new chunks and words);
+   ``new titles`` = the title cache cleared but the chunk/token cache warm with these
+   headlines too (every chunk known); ``repeat`` = the same headlines again (title cache
+   hit). Target at 256: loader <= 2x the ONNX call, on ``new titles`` (the figure the
+   target has been judged on) and reported on ``unseen`` too.
 
 Writes ``benchmarks/results/export_bench.json``.
 """
@@ -27,6 +36,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,54 +50,61 @@ from benchmarks.common import RESULTS_DIR, load_upworthy, require_data, set_thre
 BATCHES = (1, 8, 64, 256)
 
 
-def _median_seconds(fn: Any, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def _time_batches(
+    model: Any,
+    batches: list[list[str]],
+    features: list[Any],
+    reps: int,
+    warm: dict[str, Any],
+) -> dict[str, float]:
+    """Median seconds per call: bare ONNX, and the loader cold / unseen / new titles / repeated.
 
-
-def _time_batches(model: Any, batches: list[list[str]], features: list[Any], reps: int) -> dict[str, float]:
-    """Median seconds per call: bare ONNX, and the loader cold / with new titles / repeated."""
-    scorer = model.scorer
-    featurizer = scorer.featurizer
+    One call of each kind per round, on the round's batch; the preparation (cache resets)
+    is not timed.
+    """
+    featurizer = model.scorer.featurizer
     cats: list[str | None] = [None] * len(batches[0])
-    cursor = {"i": 0}
 
-    def step() -> int:
-        cursor["i"] = (cursor["i"] + 1) % len(batches)
-        return cursor["i"]
-
-    def onnx_call() -> None:
-        scorer.model_outputs(features[step()])
-
-    def cold() -> None:
+    def back_to_warm() -> None:  # a copy, not deletions: deleted keys would make the dict resize
         featurizer._title_cache.clear()
-        featurizer._word_cache.clear()
-        model.score(batches[step()], cats)
+        featurizer._piece_cache = dict(warm)
 
-    def new_titles() -> None:
-        featurizer._title_cache.clear()
-        model.score(batches[step()], cats)
+    def nothing() -> None:
+        pass
 
-    def repeat() -> None:
-        model.score(batches[0], cats)
-
-    model.score(batches[0], cats)
-    return {
-        "onnx": _median_seconds(onnx_call, reps),
-        "loader_cold": _median_seconds(cold, reps),
-        "loader_new_titles": _median_seconds(new_titles, reps),
-        "loader_repeat": _median_seconds(repeat, reps),
+    kinds: dict[str, tuple[Callable[[], None], Callable[[int], object]]] = {
+        "onnx": (nothing, lambda i: model.scorer.model_outputs(features[i])),
+        "loader_cold": (featurizer.clear_caches, lambda i: model.score(batches[i], cats)),
+        "loader_unseen": (back_to_warm, lambda i: model.score(batches[i], cats)),
+        "loader_new_titles": (featurizer._title_cache.clear, lambda i: model.score(batches[i], cats)),
+        "loader_repeat": (nothing, lambda i: model.score(batches[i], cats)),
     }
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for i in range(len(batches)):  # warm-up round
+        for prepare, call in kinds.values():
+            prepare()
+            call(i)
+    alone = []  # the bare ONNX call in a block of its own (no featurizer run between calls)
+    for r in range(reps):
+        start = time.perf_counter()
+        kinds["onnx"][1](r % len(batches))
+        alone.append(time.perf_counter() - start)
+    times["onnx_alone"] = alone
+    for r in range(reps):
+        i = r % len(batches)
+        for kind, (prepare, call) in kinds.items():
+            prepare()
+            start = time.perf_counter()
+            call(i)
+            times[kind].append(time.perf_counter() - start)
+    back_to_warm()
+    return {kind: float(np.median(t)) for kind, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=60)
     args = parser.parse_args()
     require_data()
     set_threads(1)
@@ -110,6 +127,10 @@ def main() -> None:
 
     manifest = exported.manifest
     featurizer = model.scorer.featurizer
+    featurizer.clear_caches()
+    featurizer.transform(data.subset(result.train_index).titles)  # the stream has seen these
+    warm = dict(featurizer._piece_cache)
+    featurizer._title_cache.clear()
     held_out = data.subset(result.val_index)
     titles = held_out.titles
     rows: list[dict[str, Any]] = []
@@ -118,13 +139,15 @@ def main() -> None:
         batches = [titles[i * size : (i + 1) * size] for i in range(n_batches)]
         cats: list[str | None] = [None] * size
         features = [featurizer.transform(b, cats) for b in batches]
+        featurizer._title_cache.clear()
         reps = max(args.repeats, 2 * n_batches) if size < 64 else args.repeats
-        timings = _time_batches(model, batches, features, reps)
+        timings = _time_batches(model, batches, features, reps, warm)
         row = {"batch": size, **{f"{k}_us_per_event": v / size * 1e6 for k, v in timings.items()}}
         row |= {
             f"ratio_{k}": timings[k] / timings["onnx"]
-            for k in ("loader_cold", "loader_new_titles", "loader_repeat")
+            for k in ("loader_cold", "loader_unseen", "loader_new_titles", "loader_repeat")
         }
+        row["ratio_loader_new_titles_vs_onnx_alone"] = timings["loader_new_titles"] / timings["onnx_alone"]
         row["tokens_width"] = int(np.median([f.token_ids.shape[1] for f in features]))
         rows.append(row)
 
@@ -139,6 +162,7 @@ def main() -> None:
         "model_version": manifest.model_version,
         "onnx_bytes": onnx_bytes,
         "vocabulary": len(featurizer.state.vocabulary),
+        "features": featurizer.state.config.model_dump(),
         "export_seconds": export_seconds,
         "export_and_publish_seconds": publish_total,
         "parity": manifest.parity.model_dump(),
@@ -149,6 +173,9 @@ def main() -> None:
         "targets": {
             "export_within_60s": publish_total <= 60.0,
             "loader_new_titles_at_256_within_2x_onnx": at256["ratio_loader_new_titles"] <= 2.0,
+            "loader_unseen_at_256_within_2x_onnx": at256["ratio_loader_unseen"] <= 2.0,
+            "loader_new_titles_at_256_within_2x_onnx_alone": at256["ratio_loader_new_titles_vs_onnx_alone"]
+            <= 2.0,
             "loader_cold_at_256_within_2x_onnx": at256["ratio_loader_cold"] <= 2.0,
         },
     }
@@ -163,16 +190,25 @@ def main() -> None:
         f"[{'PASS' if publish_total <= 60 else 'MISS'} <= 60 s]; parity max diff "
         f"{max(manifest.parity.max_abs_diff_ctr_normalized, manifest.parity.max_abs_diff_quality_prob):.2g}"
     )
-    print("batch  onnx us/ev  cold us/ev (x)   new-titles us/ev (x)   repeat us/ev (x)   width")
-    for r in rows:
-        print(
-            f"{r['batch']:5d}  {r['onnx_us_per_event']:10.2f}  {r['loader_cold_us_per_event']:7.2f} ({r['ratio_loader_cold']:4.1f})"
-            f"   {r['loader_new_titles_us_per_event']:12.2f} ({r['ratio_loader_new_titles']:4.1f})"
-            f"   {r['loader_repeat_us_per_event']:10.2f} ({r['ratio_loader_repeat']:4.1f})   {r['tokens_width']}"
-        )
-    verdict = "PASS" if at256["ratio_loader_new_titles"] <= 2.0 else "MISS"
     print(
-        f"loader / ONNX at 256 (new titles, warm words): {at256['ratio_loader_new_titles']:.2f}x [{verdict} <= 2x]"
+        "batch  onnx us/ev  cold us/ev (x)  unseen us/ev (x)  new-titles us/ev (x)  repeat us/ev (x)  width"
+    )
+    for r in rows:
+        figures = "".join(
+            f"  {r[f'loader_{k}_us_per_event']:8.2f} ({r[f'ratio_loader_{k}']:4.2f})"
+            for k in ("cold", "unseen", "new_titles", "repeat")
+        )
+        print(f"{r['batch']:5d}  {r['onnx_us_per_event']:10.2f}{figures}  {r['tokens_width']:5d}")
+    for k, label in (
+        ("new_titles", "new titles, warm chunks"),
+        ("unseen", "unseen, caches warm from training"),
+    ):
+        ratio = at256[f"ratio_loader_{k}"]
+        print(f"loader / ONNX at 256 ({label}): {ratio:.2f}x [{'PASS' if ratio <= 2.0 else 'MISS'} <= 2x]")
+    ratio = at256["ratio_loader_new_titles_vs_onnx_alone"]
+    print(
+        f"loader (new titles) / ONNX timed alone at 256: {ratio:.2f}x [{'PASS' if ratio <= 2.0 else 'MISS'} <= 2x]"
+        f" (ONNX alone {at256['onnx_alone_us_per_event']:.2f} vs interleaved {at256['onnx_us_per_event']:.2f} us/ev)"
     )
 
 

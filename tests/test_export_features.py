@@ -3,7 +3,9 @@
 ``ReferenceFeaturizer`` is the implementation before the batch vectorisation,
 kept here verbatim (only renamed, and reading ``None`` n-gram ranges as off):
 the new one must produce the same feature ids in the same positions, the same
-weights (within 1e-6) and the same numeric features and signals.
+weights (within 1e-6) and the same numeric features and signals, whatever its
+caches (title, whitespace chunk, token) hold, and on the ASCII fast path of
+the normalisation as on the general one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from export.features import (
     _is_word,
     _raw_numeric,
     fit_feature_state,
+    normalize_title,
+    normalized_chunks,
     tokenize,
 )
 
@@ -45,6 +49,27 @@ HARD = [
     "ＦＵＬＬ ｗｉｄｔｈ １２３",
     "Why?! Numbers 42 and 'quotes' “curly”",
     "tab\tnew\nline\r\n",
+]
+#: Strings aimed at the chunk cache and the ASCII fast path: cuts inside a whitespace run,
+#: Unicode whitespace, NFKC that creates spaces, casefold that changes length, an ASCII prefix
+#: with non-ASCII beyond the cut, quotes, digits and punctuation inside chunks.
+CHUNKY = [
+    "a" * 299 + "   b c",
+    "a " * 149 + "bb" + "  tail",
+    "word " * 59 + "x" * 10,
+    "x" * 650 + " é “quoted”",
+    "x" * 650 + " plain 'quote'",
+    "unit\x1fseparator\x1crecord\x1dgroup\x1espace",
+    "no\u00a0break\u3000ideographic\u2003em\u2028line",
+    "diaeresis\u00a8inside and \u00a8 alone",
+    "ligature \ufb01nd and \u2460 circled",
+    "STRASSE Straße İstanbul ΣΊΣΥΦΟΣ",
+    " \u0301combining after space",
+    'it\'s "quoted" 3rd? yes! (no) [x] {y} a-b a_b a.b',
+    "A" * 40 + "?!" + "Z" * 40,
+    "repeated repeated repeated chunk chunk,",
+    "\x00\x01",
+    "ascii\x7fdel and\x0bvertical tab\x0cform feed",
 ]
 
 
@@ -213,23 +238,49 @@ def _sample(sample_dir: Path) -> tuple[list[str], list[str | None]]:
         FeatureConfig(char_ngrams=None),
         FeatureConfig(word_ngrams=None, char_ngrams=(2, 4)),
         FeatureConfig(word_ngrams=(1, 1), char_ngrams=(1, 1)),
+        FeatureConfig(word_ngrams=(1, 1), char_ngrams=(1, 4)),
+        FeatureConfig(word_ngrams=(2, 2), char_ngrams=None, min_df=1, max_title_chars=40),
     ],
-    ids=["default", "capped", "no-chars", "no-words", "unigram-chars"],
+    ids=["default", "capped", "no-chars", "no-words", "unigram-chars", "trainer-default", "bigrams-cut"],
 )
 def test_fast_featurizer_matches_reference(sample_dir: Path, config: FeatureConfig) -> None:
     titles, cats = _sample(sample_dir)
-    state = fit_feature_state(titles[:300], cats[:300], config)
-    queries = titles + HARD
-    query_cats = [*cats, *([None, "never seen"] * len(HARD))][: len(queries)]
+    state = fit_feature_state(titles[:300] + CHUNKY, [*cats[:300], *([None] * len(CHUNKY))], config)
+    queries = titles + HARD + CHUNKY
+    query_cats = [*cats, *([None, "never seen"] * len(HARD + CHUNKY))][: len(queries)]
     new = Featurizer(state)
     ref = ReferenceFeaturizer(state)
-    for batch in (queries, queries[:1], queries[:0], HARD, queries[::-1]):
+    for batch in (queries, queries[:1], queries[:0], HARD, CHUNKY, queries[::-1]):
         batch_cats = [dict(zip(queries, query_cats, strict=True))[t] for t in batch]
         _assert_same(new.transform(batch, batch_cats), ref.transform(batch, batch_cats))
-    # second pass: everything now comes from the word and title caches
+    # second pass: everything now comes from the word, chunk and title caches
     _assert_same(new.transform(queries, query_cats), ref.transform(queries, query_cats))
+    # titles new, chunks and words cached (the stream's steady state), in another order
+    new._title_cache.clear()
+    _assert_same(new.transform(queries[::3], query_cats[::3]), ref.transform(queries[::3], query_cats[::3]))
+    # cached and new titles mixed, and a new title twice in one batch
+    mixed = [*queries[::2], *CHUNKY, *CHUNKY]
+    new._title_cache.clear()
+    new.transform(queries[::3])
+    _assert_same(new.transform(mixed), ref.transform(mixed))
 
 
+@pytest.mark.parametrize("max_chars", [1, 7, 40, 300])
+def test_normalized_chunks_match_normalize_title(sample_dir: Path, max_chars: int) -> None:
+    titles, _ = _sample(sample_dir)
+    for title in [*titles[:200], *HARD, *CHUNKY]:
+        expected = reference_normalize(title, max_chars)
+        assert normalize_title(title, max_chars) == expected
+        assert normalized_chunks(title, max_chars) == (expected.split(), len(expected)), repr(title)
+        assert [t for c in expected.split() for t in tokenize(c)] == tokenize(expected)  # chunk-local
+
+
+def test_cut_inside_whitespace_counts_the_trailing_space() -> None:
+    chunks, length = normalized_chunks("ab  cd", 3)
+    assert (chunks, length) == (["ab"], 3) and reference_normalize("ab  cd", 3) == "ab "
+
+
+@pytest.mark.shared_data
 def test_fast_featurizer_matches_reference_on_real_data(shared_data: Path) -> None:
     import pandas as pd
 
@@ -238,6 +289,30 @@ def test_fast_featurizer_matches_reference_on_real_data(shared_data: Path) -> No
     state = fit_feature_state(titles[:2000], None)
     queries = titles[2000:] + HARD
     _assert_same(Featurizer(state).transform(queries), ReferenceFeaturizer(state).transform(queries))
+    trainer_default = fit_feature_state(
+        titles[:2000], None, FeatureConfig(word_ngrams=(1, 1), char_ngrams=(1, 4))
+    )
+    featurizer = Featurizer(trainer_default)
+    featurizer.transform(titles[:2000])  # chunks and words warm from "training" titles
+    _assert_same(featurizer.transform(queries), ReferenceFeaturizer(trainer_default).transform(queries))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [FeatureConfig(word_ngrams=(1, 1), char_ngrams=(1, 4)), FeatureConfig(word_ngrams=(1, 2))],
+    ids=["trainer-default", "bigrams"],
+)
+def test_one_title_at_a_time_matches_reference(sample_dir: Path, config: FeatureConfig) -> None:
+    """Batches of one take their own path (Python sums); cold, then with the pieces cached."""
+    titles, _ = _sample(sample_dir)
+    state = fit_feature_state(titles[:300], None, config)
+    ref = ReferenceFeaturizer(state)
+    new = Featurizer(state)
+    for _ in range(2):  # pieces computed, then pieces cached
+        for title in [*HARD, *CHUNKY, *titles[300:340]]:
+            _assert_same(new.transform([title]), ref.transform([title]))
+        new._title_cache.clear()
+        _assert_same(new.transform(HARD), ref.transform(HARD))
 
 
 def test_caches_are_bounded(sample_dir: Path) -> None:
@@ -245,9 +320,33 @@ def test_caches_are_bounded(sample_dir: Path) -> None:
     featurizer = Featurizer(fit_feature_state(titles, cats))
     featurizer._TITLE_CACHE_LIMIT = 10
     featurizer._CACHE_LIMIT = 50
-    first = featurizer.transform(titles[:100])
-    assert len(featurizer._title_cache) <= 10 and len(featurizer._word_cache) <= 50
+    first = featurizer.transform(titles[:8])
+    assert len(featurizer._title_cache) <= 10 and len(featurizer._piece_cache) <= 50
+    first = featurizer.transform(titles[:100])  # more new titles than the title cache holds
+    assert len(featurizer._title_cache) <= 100 and len(featurizer._piece_cache) <= 50
+    featurizer.transform(titles[100:108])
+    assert len(featurizer._title_cache) <= 10
     _assert_same(featurizer.transform(titles[:100]), first)
+    _assert_same(featurizer.transform(titles[:100]), Featurizer(featurizer.state).transform(titles[:100]))
+
+
+def test_bigram_cache_entries_survive_eviction(sample_dir: Path) -> None:
+    titles, _ = _sample(sample_dir)
+    state = fit_feature_state(titles, None, FeatureConfig(word_ngrams=(1, 2), char_ngrams=None))
+    featurizer = Featurizer(state)
+    featurizer._CACHE_LIMIT = 3  # entries are evicted while a chunk and the batch are assembled
+    _assert_same(featurizer.transform(titles[:50]), ReferenceFeaturizer(state).transform(titles[:50]))
+    assert len(featurizer._piece_cache) <= 3
+
+
+def test_clear_caches_keeps_outputs(sample_dir: Path) -> None:
+    titles, cats = _sample(sample_dir)
+    featurizer = Featurizer(fit_feature_state(titles, cats))
+    first = featurizer.transform(titles[:64], cats[:64])
+    assert featurizer._title_cache and featurizer._piece_cache
+    featurizer.clear_caches()
+    assert not (featurizer._title_cache or featurizer._piece_cache)
+    _assert_same(featurizer.transform(titles[:64], cats[:64]), first)
 
 
 @pytest.mark.parametrize("bad", [(0, 0), (0, 3), (4, 2), (-1, 2)])
