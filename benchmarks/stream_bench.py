@@ -63,6 +63,7 @@ STRETCH_TARGET = 0.5
 CPU_TARGET_US = 50.0
 READY_TARGET_S = 10.0
 RSS_TARGET_MB = 500.0
+PROFILE_RATE_HZ = 200
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
@@ -99,7 +100,7 @@ def run_contender(
         spy_out = workdir / f"{name}.pyspy.txt"
         if profile:
             spy = subprocess.Popen(
-                [str(PY_SPY), "record", "--format", "raw", "--nonblocking", "--rate", "200", "-o", str(spy_out),
+                [str(PY_SPY), "record", "--format", "raw", "--nonblocking", "--rate", str(PROFILE_RATE_HZ), "-o", str(spy_out),
                  "-p", str(contender.pid)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -110,6 +111,7 @@ def run_contender(
             )
             time.sleep(0.3)
             _, peak_rss = memory_mb(contender.pid)
+            scraped = contender.metrics() if name.startswith("scorer") else {}
             cpu_total = sampler.cpu_at(time.time())
         finally:
             if spy is not None:
@@ -137,6 +139,15 @@ def run_contender(
     }
     if "s" in ready:
         result["ready_seconds"] = ready["s"]
+    if scraped:
+        batches = scraped.get("headline_scorer_batch_size_events_count{}", 0.0)
+        result["scorer_metrics"] = {
+            "batches": batches,
+            "mean_batch_events": scraped.get("headline_scorer_batch_size_events_sum{}", 0.0) / max(batches, 1.0),
+            "inference_us_per_event": 1e6
+            * scraped.get("headline_scorer_inference_seconds_sum{}", 0.0)
+            / max(scraped.get("headline_scorer_events_scored_total{}", 0.0), 1.0),
+        }
     if profile and spy_out.exists():
         result["profile"] = summarize_profile(spy_out)
         shutil.copy(spy_out, RESULTS_DIR / f"stream_bench_{name}.pyspy.txt")
@@ -145,55 +156,78 @@ def run_contender(
 
 GROUPS = (
     ("featurize (export.features)", ("export/features.py",)),
-    ("onnxruntime run", ("onnxruntime",)),
+    ("onnxruntime Session.run", ("onnxruntime",)),
     ("runtime post-processing (export.runtime/scaling)", ("export/runtime.py", "export/scaling.py")),
-    ("decode (stream.events.decode_event)", ("decode_event",)),
+    ("decode (stream.events.decode_event, pydantic)", ("decode_event",)),
     ("encode scores (stream.events.encode_scores)", ("encode_scores",)),
     ("drift window (stream.drift)", ("stream/drift.py",)),
     ("metrics (stream.metrics, prometheus_client)", ("stream/metrics.py", "prometheus_client")),
     ("batch sink (stream.sink)", ("stream/sink.py",)),
-    ("faust stream/agent/ack machinery", ("faust/",)),
+    ("thread hand-off (executor futures, call_soon_threadsafe)", ("call_soon_threadsafe", "concurrent/futures")),
+    ("faust stream/agent/ack/sensor machinery", ("faust/",)),
     ("mode (faust's service library)", ("mode/",)),
-    ("aiokafka (fetch, parse, produce)", ("aiokafka/",)),
-    ("asyncio event loop", ("asyncio/",)),
+    ("aiokafka (fetch, parse, produce, socket writes)", ("aiokafka/",)),
+    ("asyncio event loop (tasks, futures, callbacks)", ("asyncio/",)),
 )
+IDLE_LEAVES = ("EpollSelector.select", "wait (threading.py", "_worker (concurrent/futures/thread.py")
+STARTUP = ("_find_and_load", "load_model", "build_app", "ModelHolder.poll", "sha256_file")
+
+
+def _thread_of(frames: list[str]) -> str:
+    if frames[0].startswith("_run_module_as_main"):
+        return "event loop (main thread)"
+    if any(f.startswith("BatchScorer.process") for f in frames):
+        return "scoring thread (BatchScorer.process)"
+    if any(f.startswith("WorkerThread.run") for f in frames):
+        return "faust consumer thread"
+    if frames[0].startswith("Thread._bootstrap"):
+        return "other threads"
+    return "partial stacks (py-spy could not unwind to a thread root)"
 
 
 def summarize_profile(path: Path) -> dict[str, Any]:
-    """Inclusive share of samples per component (by the innermost matching frame), from py-spy raw output."""
-    totals: dict[str, int] = {}
-    threads: dict[str, int] = {}
-    all_samples = 0
-    idle = 0
+    """Where the scorer's busy samples go (py-spy raw output), by thread and by component.
+
+    Start-up (imports, model load) and idle samples (epoll, thread waits) are left out. A
+    component is the innermost frame matching :data:`GROUPS`. py-spy samples threads that are
+    not idle, so a thread blocked on the GIL inside a C call (e.g. a socket write) counts too.
+    """
+    by_thread: dict[str, int] = {}
+    by_group: dict[str, dict[str, int]] = {}
+    idle = startup = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         frames = stack.split(";")
-        all_samples += count
-        thread = frames[0].split(" ")[0] if frames else "?"
-        threads[thread] = threads.get(thread, 0) + count
-        leaf = frames[-1]
-        if any(w in leaf for w in ("select (selectors.py", "epoll", "_run_once", "wait (threading.py", "_worker (concurrent")):
-            if "select" in leaf or "wait (threading" in leaf or "_worker" in leaf:
-                idle += count
-                continue
+        if frames[-1].startswith(IDLE_LEAVES):
+            idle += count
+            continue
+        if any(f.startswith(STARTUP) for f in frames):
+            startup += count
+            continue
+        thread = _thread_of(frames)
+        by_thread[thread] = by_thread.get(thread, 0) + count
         group = "other"
         for frame in reversed(frames):
             hit = next((g for g, needles in GROUPS if any(n in frame for n in needles)), None)
             if hit is not None:
                 group = hit
                 break
-        totals[group] = totals.get(group, 0) + count
-    busy = sum(totals.values())
+        per = by_group.setdefault(thread, {})
+        per[group] = per.get(group, 0) + count
+    busy = sum(by_thread.values())
     return {
-        "samples": all_samples,
-        "idle_samples": idle,
+        "rate_hz": PROFILE_RATE_HZ,
         "busy_samples": busy,
-        "busy_share_by_component": {k: round(v / busy, 4) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
-        if busy
-        else {},
+        "idle_samples": idle,
+        "startup_samples": startup,
+        "busy_seconds_by_thread": {k: v / PROFILE_RATE_HZ for k, v in sorted(by_thread.items())},
+        "busy_share_by_thread_and_component": {
+            thread: {g: round(n / busy, 4) for g, n in sorted(groups.items(), key=lambda kv: -kv[1])}
+            for thread, groups in by_group.items()
+        },
     }
 
 
@@ -289,9 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print_table(["target", "measured", "goal", ""], [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets])
         if "profile" in scorer:
-            print("\nscorer busy CPU by component (py-spy, innermost matching frame):")
-            for comp, share in scorer["profile"]["busy_share_by_component"].items():
-                print(f"  {100 * share:5.1f}%  {comp}")
+            prof = scorer["profile"]
+            per_event = 1e6 / scorer["events"] / PROFILE_RATE_HZ
+            print(f"\nscorer busy samples by thread and component (py-spy {PROFILE_RATE_HZ} Hz; µs per event):")
+            for thread, groups in prof["busy_share_by_thread_and_component"].items():
+                print(f"  {thread}: {prof['busy_seconds_by_thread'][thread] * 1e6 / scorer['events']:.1f} µs/event")
+                for comp, share in groups.items():
+                    print(f"    {100 * share:5.1f}%  {share * prof['busy_samples'] * per_event:5.1f} µs  {comp}")
 
     payload = {
         "benchmark": "stream_bench",
