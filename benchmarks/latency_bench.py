@@ -171,8 +171,8 @@ def run_contender(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rates", default="500,1000,2000")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each rate's phase")
-    parser.add_argument("--skip", type=float, default=2.0, help="seconds left out at the start of each phase")
+    parser.add_argument("--seconds", type=float, default=25.0, help="length of each rate's phase")
+    parser.add_argument("--skip", type=float, default=3.0, help="seconds left out at the start of each phase")
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="FETCH_MAX_WAIT_MS of both contenders")
     parser.add_argument("--fresh-model", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latency_bench.json")
