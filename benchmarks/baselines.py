@@ -11,6 +11,12 @@ Run as ``python -m benchmarks.baselines KIND`` with the scorer's environment var
     a stock ``faust.App`` agent with ``stream.take_events(BATCH_MAX_EVENTS,
     within=BATCH_MAX_WAIT_SECONDS)`` forwarding each batch through the producer's batch API
     (``stream.sink.BatchSink``), no decoding (issue 4's "bare faust batch forwarder").
+``faust-batch-tuned``
+    the same forwarder on the scorer's tuned transport (``stream.transport.ScorerFaustApp``: configurable
+    fetch wait, inline per-message hand-off): the framework floor of the scorer's design.
+``scorer-inline``
+    the scorer itself (``stream.app.build_app``) with its scoring executor replaced by one that runs
+    the batch inline on the event loop: measures what the hand-off to the scoring thread costs.
 ``aiokafka-score``
     a plain aiokafka loop: ``getmany`` -> ``decode_event`` -> ``ScoringModel.score`` (the same
     runtime loader) -> ``encode_scores`` -> batch produce; the practical ceiling without a framework.
@@ -32,6 +38,7 @@ import signal
 import sys
 import tempfile
 import time
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
@@ -43,24 +50,59 @@ from stream.settings import StreamSettings
 from stream.sink import BatchSink, OutRecord
 from stream.transport import CommitGate
 
-KINDS = ("faust-single", "faust-batch", "aiokafka-score", "aiokafka-batchscorer", "aiokafka-forward")
+KINDS = (
+    "faust-single",
+    "faust-batch",
+    "faust-batch-tuned",
+    "aiokafka-score",
+    "aiokafka-batchscorer",
+    "aiokafka-forward",
+    "scorer-inline",
+)
 logger = logging.getLogger("benchmarks.baselines")
 
 
-def _faust_app(settings: StreamSettings) -> Any:
+def _faust_app(settings: StreamSettings, *, tuned: bool = False) -> Any:
     import faust
 
     from stream.app import faust_kwargs
+    from stream.transport import ScorerFaustApp
 
     kwargs = faust_kwargs(settings)
     kwargs.update(web_enabled=False, datadir=tempfile.mkdtemp(prefix="bench-faust-"))
-    return faust.App(settings.scorer_app_id, **kwargs)
+    if not tuned:
+        return faust.App(settings.scorer_app_id, **kwargs)
+    app = ScorerFaustApp(settings.scorer_app_id, **kwargs)
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.commit_gate = CommitGate()
+    return app
+
+
+class InlineExecutor(Executor):
+    """Runs the submitted call at once on the caller's thread (here: the event loop)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def run_scorer_inline(settings: StreamSettings) -> None:
+    from stream.app import build_app
+    from stream.worker import make_worker
+
+    scorer = build_app(settings)
+    scorer._score_pool = InlineExecutor()  # type: ignore[assignment]
+    make_worker(scorer, loglevel="WARNING").execute_from_commandline()
 
 
 def run_faust(kind: str, settings: StreamSettings) -> None:
     import faust
 
-    app = _faust_app(settings)
+    app = _faust_app(settings, tuned=kind == "faust-batch-tuned")
     source = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw")
     target = app.topic(settings.output_topic, key_serializer="raw", value_serializer="raw")
     max_bytes = settings.max_event_bytes
@@ -151,7 +193,9 @@ async def run_aiokafka(kind: str, settings: StreamSettings) -> None:
                     out.append(OutRecord(m.key, m.value))
             elif kind == "aiokafka-batchscorer":
                 assert model is not None
-                records = [InRecord(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp) for m in messages]
+                records = [
+                    InRecord(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp) for m in messages
+                ]
                 out = batch_scorer.process(model, records).scores
             else:
                 assert model is not None
@@ -171,7 +215,9 @@ async def run_aiokafka(kind: str, settings: StreamSettings) -> None:
                     scores.quality_prob,
                     scores.quality_label,
                     model_version=model.version,
-                    event_times=[event_time_seconds(e, m.timestamp, now) for e, m in zip(events, kept, strict=True)],
+                    event_times=[
+                        event_time_seconds(e, m.timestamp, now) for e, m in zip(events, kept, strict=True)
+                    ],
                     scored_at=now,
                     partitions=[m.partition for m in kept],
                     offsets=[m.offset for m in kept],
@@ -191,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     settings = StreamSettings.from_env()
-    if args[0].startswith("faust"):
+    if args[0] == "scorer-inline":
+        run_scorer_inline(settings)
+    elif args[0].startswith("faust"):
         run_faust(args[0], settings)
     else:
         asyncio.run(run_aiokafka(args[0], settings))

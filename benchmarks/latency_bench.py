@@ -67,7 +67,12 @@ def _seconds(stamp: str) -> float:
 
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
-        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+        return {
+            "p50_ms": float("nan"),
+            "p95_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "max_ms": float("nan"),
+        }
     arr = np.asarray(values) * 1000.0
     p50, p95, p99 = np.percentile(arr, [50, 95, 99])
     return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "max_ms": float(arr.max())}
@@ -95,7 +100,9 @@ async def drive(
     )
     phases: dict[str, dict[str, float]] = {}
     warm = prefixed(rows, "warm-")
-    await replay_events(warm, client_kwargs=kwargs, topic=contender.topics.input, rate=200, limit=WARMUP_EVENTS)
+    await replay_events(
+        warm, client_kwargs=kwargs, topic=contender.topics.input, rate=200, limit=WARMUP_EVENTS
+    )
     await asyncio.sleep(2.0)
     for rate in rates:
         start = time.time()
@@ -114,7 +121,9 @@ async def drive(
 
 
 def analyse(log: OutputLog, phases: dict[str, dict[str, float]], skip: float) -> dict[str, Any]:
-    by_phase: dict[str, dict[str, list[float]]] = {p: {"produced": [], "received": [], "scored_at": []} for p in phases}
+    by_phase: dict[str, dict[str, list[float]]] = {
+        p: {"produced": [], "received": [], "scored_at": []} for p in phases
+    }
     counts = dict.fromkeys(phases, 0)
     for value, ts_ms, received in zip(log.values, log.timestamps_ms, log.received, strict=True):
         record = orjson.loads(value)
@@ -146,7 +155,13 @@ def analyse(log: OutputLog, phases: dict[str, dict[str, float]], skip: float) ->
 
 
 def run_contender(
-    name: str, rows: list[Any], rates: list[int], seconds: float, skip: float, registry: Path, workdir: Path,
+    name: str,
+    rows: list[Any],
+    rates: list[int],
+    seconds: float,
+    skip: float,
+    registry: Path,
+    workdir: Path,
     fetch_wait_ms: int,
 ) -> dict[str, Any]:
     from stream.broker import EmbeddedBroker
@@ -156,7 +171,12 @@ def run_contender(
         topics.create(broker.bootstrap)
         command = scorer_command() if name == "scorer" else baseline_command(name)
         contender = Contender(
-            name, command, broker.bootstrap, topics, registry, workdir / f"{name}.log",
+            name,
+            command,
+            broker.bootstrap,
+            topics,
+            registry,
+            workdir / f"{name}.log",
             extra_env={"FETCH_MAX_WAIT_MS": str(fetch_wait_ms)},
         ).start()
         try:
@@ -195,12 +215,22 @@ def main(argv: list[str] | None = None) -> int:
         for rate, ph in res["phases"].items():
             p = ph["produced"]
             table.append(
-                [name, rate, f"{ph['offered_rate']:.0f}", f"{ph['outputs']}/{ph['sent']}",
-                 f"{p['p50_ms']:.1f}", f"{p['p95_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['max_ms']:.0f}",
-                 f"{ph['received']['p99_ms']:.1f}"]
+                [
+                    name,
+                    rate,
+                    f"{ph['offered_rate']:.0f}",
+                    f"{ph['outputs']}/{ph['sent']}",
+                    f"{p['p50_ms']:.1f}",
+                    f"{p['p95_ms']:.1f}",
+                    f"{p['p99_ms']:.1f}",
+                    f"{p['max_ms']:.0f}",
+                    f"{ph['received']['p99_ms']:.1f}",
+                ]
             )
     print()
-    print(f"event time -> output record produced, ms; fetch wait {args.fetch_wait_ms} ms; {machine()['cpus']} cores")
+    print(
+        f"event time -> output record produced, ms; fetch wait {args.fetch_wait_ms} ms; {machine()['cpus']} cores"
+    )
     print_table(
         ["contender", "rate", "offered/s", "out/sent", "p50", "p95", "p99", "max", "p99 received"], table
     )
@@ -211,12 +241,19 @@ def main(argv: list[str] | None = None) -> int:
         ratio = scorer_p99 / fwd_p99
         ok = ratio <= P99_RATIO_TARGET
         targets.append(
-            {"target": "scorer p99 / forwarder p99 at 1,000/s", "measured": f"{ratio:.2f}x "
-             f"({scorer_p99:.1f} / {fwd_p99:.1f} ms)", "goal": f"<= {P99_RATIO_TARGET:g}x",
-             "verdict": "PASS" if ok else "MISS", "value": ratio}
+            {
+                "target": "scorer p99 / forwarder p99 at 1,000/s",
+                "measured": f"{ratio:.2f}x ({scorer_p99:.1f} / {fwd_p99:.1f} ms)",
+                "goal": f"<= {P99_RATIO_TARGET:g}x",
+                "verdict": "PASS" if ok else "MISS",
+                "value": ratio,
+            }
         )
         print()
-        print_table(["target", "measured", "goal", ""], [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets])
+        print_table(
+            ["target", "measured", "goal", ""],
+            [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
+        )
     payload = {
         "benchmark": "latency_bench",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

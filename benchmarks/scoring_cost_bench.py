@@ -49,7 +49,9 @@ def _stream_batch_seconds(model: Any, payloads: list[list[bytes]], reps: int) ->
     scorer = BatchScorer(
         ScorerMetrics(CollectorRegistry()),
         max_event_bytes=65536,
-        drift_factory=lambda m: SlidingWindowDrift.from_mapping(m.manifest.drift, max_events=5000, max_seconds=900),
+        drift_factory=lambda m: SlidingWindowDrift.from_mapping(
+            m.manifest.drift, max_events=5000, max_seconds=900
+        ),
     )
     batches = [
         [InRecord(f"k{i}".encode(), value, "headlines", 0, i, None) for i, value in enumerate(values)]
@@ -127,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         }
     ]
     print()
-    print_table(["target", "measured", "goal", ""], [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets])
+    print_table(
+        ["target", "measured", "goal", ""],
+        [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
+    )
     payload = {
         "benchmark": "scoring_cost_bench",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -74,7 +74,10 @@ async def soak(
     while time.time() - start < args.minutes * 60:
         worker.check_alive()
         report = await replay_events(
-            prefixed(rows, f"c{chunk}-"), client_kwargs=kwargs, topic=worker.topics.input, rate=args.rate,
+            prefixed(rows, f"c{chunk}-"),
+            client_kwargs=kwargs,
+            topic=worker.topics.input,
+            rate=args.rate,
             limit=per_chunk,
         )
         sent += report.valid
@@ -113,7 +116,9 @@ def evaluate(samples: list[dict[str, float]], log_text: str, args: argparse.Name
     backlog = np.array([s["backlog"] for s in after])
     slope = float(np.polyfit(t, backlog, 1)[0]) if len(after) >= 2 else float("nan")
     max_backlog = float(backlog.max())
-    backlog_ok = max_backlog <= args.max_backlog_seconds * args.rate and abs(slope) <= TREND_TOLERANCE * args.rate
+    backlog_ok = (
+        max_backlog <= args.max_backlog_seconds * args.rate and abs(slope) <= TREND_TOLERANCE * args.rate
+    )
     rss_ref = after[0]["worker_rss_mb"]
     rss_max = max(s["worker_rss_mb"] for s in after)
     rss_ok = rss_max <= rss_ref * (1 + RSS_TOLERANCE)
@@ -158,11 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp, EmbeddedBroker() as broker:
         topics = Topics.unique("soak")
         topics.create(broker.bootstrap)
-        worker = Contender("scorer", scorer_command(), broker.bootstrap, topics, registry, Path(tmp) / "worker.log")
+        worker = Contender(
+            "scorer", scorer_command(), broker.bootstrap, topics, registry, Path(tmp) / "worker.log"
+        )
         worker.start()
         try:
             ready = worker.wait_ready()
-            print(f"worker ready in {ready:.1f} s; {args.minutes:g} min at {args.rate:g} events/s ...", flush=True)
+            print(
+                f"worker ready in {ready:.1f} s; {args.minutes:g} min at {args.rate:g} events/s ...",
+                flush=True,
+            )
             samples = asyncio.run(soak(worker, broker.pid, broker.bootstrap, rows, args))
             time.sleep(2.0)
             final = worker.metrics()
@@ -205,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         f"scored {verdicts['scored']:.0f}; broker RSS at the end {verdicts['broker_rss_final_mb']:.0f} MB; "
         f"lag gauge max {verdicts['lag_gauge_max']:.0f}; worker exit code {code}"
     )
-    print_table(["target", "measured", "goal", ""], [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets])
+    print_table(
+        ["target", "measured", "goal", ""],
+        [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
+    )
     for line in verdicts["error_lines"][:5]:
         print("  log:", line[:200])
     payload = {

@@ -15,8 +15,10 @@ seconds from process start to ``/ready``. Contenders (``benchmarks/baselines.py`
 * ``scorer``: ``headline-scorer worker`` with a model trained on the same data;
 * ``faust-single``: stock faust agent, decode + ``await topic.send`` one event at a time;
 * ``faust-batch``: stock faust, ``take_events(256, within=0.02)`` + the producer batch API;
+* ``faust-batch-tuned``: the same on the scorer's tuned transport (the floor of the scorer's design);
 * ``aiokafka-score``: plain aiokafka loop, decode + score in batches + batch produce;
-* ``aiokafka-batchscorer``: the same loop with the scorer's ``BatchScorer`` (metrics and drift).
+* ``aiokafka-batchscorer``: the same loop with the scorer's ``BatchScorer`` (metrics and drift);
+* ``scorer-inline`` (only with ``--only``): the scorer with its batch scored on the event loop thread.
 
 Targets (issue 4): scorer / faust-batch >= 1.0; scorer / aiokafka-score >= 0.5 (stretch);
 scorer CPU <= 50 µs per event; start to ready <= 10 s; RSS <= 500 MB.
@@ -57,7 +59,15 @@ from benchmarks.stream_support import (
     scorer_command,
 )
 
-CONTENDERS = ("scorer", "faust-single", "faust-batch", "aiokafka-score", "aiokafka-batchscorer")
+CONTENDERS = (
+    "scorer",
+    "faust-single",
+    "faust-batch",
+    "faust-batch-tuned",
+    "aiokafka-score",
+    "aiokafka-batchscorer",
+)
+EXTRA_CONTENDERS = ("scorer-inline",)  # diagnosis only, with --only
 RATIO_TARGET = 1.0
 STRETCH_TARGET = 0.5
 CPU_TARGET_US = 50.0
@@ -74,7 +84,9 @@ def verdict(ok: bool) -> str:
 async def preload(bootstrap: str, topic: str, rows: list[Any], events: int) -> float:
     from headline_scorer.replay import replay_events
 
-    report = await replay_events(rows, client_kwargs=client_kwargs(bootstrap), topic=topic, rate=None, limit=events)
+    report = await replay_events(
+        rows, client_kwargs=client_kwargs(bootstrap), topic=topic, rate=None, limit=events
+    )
     if report.failed:
         raise RuntimeError(f"{report.failed} events could not be pre-loaded")
     return report.seconds
@@ -100,14 +112,27 @@ def run_contender(
         spy_out = workdir / f"{name}.pyspy.txt"
         if profile:
             spy = subprocess.Popen(
-                [str(PY_SPY), "record", "--format", "raw", "--nonblocking", "--rate", str(PROFILE_RATE_HZ), "-o", str(spy_out),
-                 "-p", str(contender.pid)],
+                [
+                    str(PY_SPY),
+                    "record",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--rate",
+                    str(PROFILE_RATE_HZ),
+                    "-o",
+                    str(spy_out),
+                    "-p",
+                    str(contender.pid),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
         try:
             log = asyncio.run(
-                read_outputs(broker.bootstrap, topics.output, expected=events, timeout=300, alive=contender.check_alive)
+                read_outputs(
+                    broker.bootstrap, topics.output, expected=events, timeout=300, alive=contender.check_alive
+                )
             )
             time.sleep(0.3)
             _, peak_rss = memory_mb(contender.pid)
@@ -143,7 +168,8 @@ def run_contender(
         batches = scraped.get("headline_scorer_batch_size_events_count{}", 0.0)
         result["scorer_metrics"] = {
             "batches": batches,
-            "mean_batch_events": scraped.get("headline_scorer_batch_size_events_sum{}", 0.0) / max(batches, 1.0),
+            "mean_batch_events": scraped.get("headline_scorer_batch_size_events_sum{}", 0.0)
+            / max(batches, 1.0),
             "inference_us_per_event": 1e6
             * scraped.get("headline_scorer_inference_seconds_sum{}", 0.0)
             / max(scraped.get("headline_scorer_events_scored_total{}", 0.0), 1.0),
@@ -163,7 +189,10 @@ GROUPS = (
     ("drift window (stream.drift)", ("stream/drift.py",)),
     ("metrics (stream.metrics, prometheus_client)", ("stream/metrics.py", "prometheus_client")),
     ("batch sink (stream.sink)", ("stream/sink.py",)),
-    ("thread hand-off (executor futures, call_soon_threadsafe)", ("call_soon_threadsafe", "concurrent/futures")),
+    (
+        "thread hand-off (executor futures, call_soon_threadsafe)",
+        ("call_soon_threadsafe", "concurrent/futures"),
+    ),
     ("faust stream/agent/ack/sensor machinery", ("faust/",)),
     ("mode (faust's service library)", ("mode/",)),
     ("aiokafka (fetch, parse, produce, socket writes)", ("aiokafka/",)),
@@ -240,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "stream_bench.json")
     args = parser.parse_args(argv)
     names = CONTENDERS if not args.only else tuple(n.strip() for n in args.only.split(","))
-    unknown = set(names) - set(CONTENDERS)
+    unknown = set(names) - set(CONTENDERS) - set(EXTRA_CONTENDERS)
     if unknown:
         parser.error(f"unknown contenders {sorted(unknown)}; expected some of {CONTENDERS}")
 
@@ -282,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in ok.items()
     ]
     print()
-    print(f"{args.events} events, {source.label}, one worker, 4 partitions, embedded broker; {machine()['cpus']} cores")
+    print(
+        f"{args.events} events, {source.label}, one worker, 4 partitions, embedded broker; {machine()['cpus']} cores"
+    )
     print_table(["contender", "events/s", "CPU s/1000 ev", "CPU µs/ev", "peak RSS MB", "seconds"], rows_out)
 
     targets: list[dict[str, Any]] = []
@@ -296,40 +327,67 @@ def main(argv: list[str] | None = None) -> int:
             ("scorer / faust-batch throughput", "faust-batch", RATIO_TARGET),
             ("scorer / aiokafka-score throughput (stretch)", "aiokafka-score", STRETCH_TARGET),
             ("scorer / faust-single throughput (info)", "faust-single", None),
+            ("scorer / faust-batch-tuned throughput (info)", "faust-batch-tuned", None),
             ("scorer / aiokafka-batchscorer throughput (info)", "aiokafka-batchscorer", None),
         ):
             value = ratio(other)
             if value is not None:
                 targets.append(
-                    {"target": label, "measured": f"{value:.2f}x", "goal": f">= {goal}x" if goal else "info",
-                     "verdict": verdict(value >= goal) if goal else "", "value": value}
+                    {
+                        "target": label,
+                        "measured": f"{value:.2f}x",
+                        "goal": f">= {goal}x" if goal else "info",
+                        "verdict": verdict(value >= goal) if goal else "",
+                        "value": value,
+                    }
                 )
         targets.append(
-            {"target": "scorer CPU per event", "measured": f"{scorer['cpu_us_per_event']:.1f} µs",
-             "goal": f"<= {CPU_TARGET_US:.0f} µs", "verdict": verdict(scorer["cpu_us_per_event"] <= CPU_TARGET_US),
-             "value": scorer["cpu_us_per_event"]}
+            {
+                "target": "scorer CPU per event",
+                "measured": f"{scorer['cpu_us_per_event']:.1f} µs",
+                "goal": f"<= {CPU_TARGET_US:.0f} µs",
+                "verdict": verdict(scorer["cpu_us_per_event"] <= CPU_TARGET_US),
+                "value": scorer["cpu_us_per_event"],
+            }
         )
         if "ready_seconds" in scorer:
             targets.append(
-                {"target": "scorer start to /ready", "measured": f"{scorer['ready_seconds']:.1f} s",
-                 "goal": f"<= {READY_TARGET_S:.0f} s", "verdict": verdict(scorer["ready_seconds"] <= READY_TARGET_S),
-                 "value": scorer["ready_seconds"]}
+                {
+                    "target": "scorer start to /ready",
+                    "measured": f"{scorer['ready_seconds']:.1f} s",
+                    "goal": f"<= {READY_TARGET_S:.0f} s",
+                    "verdict": verdict(scorer["ready_seconds"] <= READY_TARGET_S),
+                    "value": scorer["ready_seconds"],
+                }
             )
         targets.append(
-            {"target": "scorer peak RSS", "measured": f"{scorer['peak_rss_mb']:.0f} MB",
-             "goal": f"<= {RSS_TARGET_MB:.0f} MB", "verdict": verdict(scorer["peak_rss_mb"] <= RSS_TARGET_MB),
-             "value": scorer["peak_rss_mb"]}
+            {
+                "target": "scorer peak RSS",
+                "measured": f"{scorer['peak_rss_mb']:.0f} MB",
+                "goal": f"<= {RSS_TARGET_MB:.0f} MB",
+                "verdict": verdict(scorer["peak_rss_mb"] <= RSS_TARGET_MB),
+                "value": scorer["peak_rss_mb"],
+            }
         )
         print()
-        print_table(["target", "measured", "goal", ""], [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets])
+        print_table(
+            ["target", "measured", "goal", ""],
+            [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
+        )
         if "profile" in scorer:
             prof = scorer["profile"]
             per_event = 1e6 / scorer["events"] / PROFILE_RATE_HZ
-            print(f"\nscorer busy samples by thread and component (py-spy {PROFILE_RATE_HZ} Hz; µs per event):")
+            print(
+                f"\nscorer busy samples by thread and component (py-spy {PROFILE_RATE_HZ} Hz; µs per event):"
+            )
             for thread, groups in prof["busy_share_by_thread_and_component"].items():
-                print(f"  {thread}: {prof['busy_seconds_by_thread'][thread] * 1e6 / scorer['events']:.1f} µs/event")
+                print(
+                    f"  {thread}: {prof['busy_seconds_by_thread'][thread] * 1e6 / scorer['events']:.1f} µs/event"
+                )
                 for comp, share in groups.items():
-                    print(f"    {100 * share:5.1f}%  {share * prof['busy_samples'] * per_event:5.1f} µs  {comp}")
+                    print(
+                        f"    {100 * share:5.1f}%  {share * prof['busy_samples'] * per_event:5.1f} µs  {comp}"
+                    )
 
     payload = {
         "benchmark": "stream_bench",
