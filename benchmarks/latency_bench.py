@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh-model", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latency_bench.json")
     args = parser.parse_args(argv)
+    machine_at_start = machine()  # the load average before this benchmark adds its own
     rates = [int(r) for r in args.rates.split(",")]
 
     source = data_source()
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "benchmark": "latency_bench",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        "machine": machine_at_start,
         "data": source.label,
         "seconds_per_rate": args.seconds,
         "skip_seconds": args.skip,

@@ -49,7 +49,11 @@ def _load(name: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    data.setdefault("time", time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime)) + " (file date; the run time is not recorded)")
+    data.setdefault(
+        "time",
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
+        + " (file date; the run time is not recorded)",
+    )
     return data
 
 

@@ -17,6 +17,13 @@ and the broker's RSS. Checks (issue 6):
 * memory: the worker's RSS stays within 10 % of its level after the first minute.
 * no ``ERROR`` (or ``CRITICAL``, or a traceback) in the worker log.
 
+The replay producer lingers ``--linger-ms`` (default 50 ms, about 12 records per partition
+batch at 1,000/s) instead of the replay's 5 ms: the embedded broker stops answering fetches
+once a partition holds some 20,000-40,000 record batches (measured: fetch at the log end 6 ms
+at 5,000 single-record batches, 10 ms at 20,000, no answer within 30 s at 40,000), and with
+5 ms batches at 1,000/s over 4 partitions a 10-minute soak crosses that after about 4 minutes:
+the worker then stalls waiting on the broker. ``--linger-ms 5`` reproduces it.
+
 Writes ``benchmarks/results/soak.json`` (every sample included).
 """
 
@@ -79,6 +86,7 @@ async def soak(
             topic=worker.topics.input,
             rate=args.rate,
             limit=per_chunk,
+            linger_ms=args.linger_ms,
         )
         sent += report.valid
         chunk += 1
@@ -151,9 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
     parser.add_argument("--max-backlog-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=50,
+        help="replay producer linger (fewer, larger record batches: see the module docstring)",
+    )
     parser.add_argument("--fresh-model", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "soak.json")
     args = parser.parse_args(argv)
+    machine_at_start = machine()  # the load average before this benchmark adds its own
 
     from stream.broker import EmbeddedBroker
 
@@ -224,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "benchmark": "soak",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        "machine": machine_at_start,
         "data": source.label,
         "minutes": args.minutes,
         "rate": args.rate,
+        "replay_linger_ms": args.linger_ms,
         "summary": verdicts,
         "targets": targets,
         "samples": samples,

@@ -356,6 +356,7 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "cpu_model": model,
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 
