@@ -93,7 +93,14 @@ async def preload(bootstrap: str, topic: str, rows: list[Any], events: int) -> f
 
 
 def run_contender(
-    name: str, rows: list[Any], events: int, registry: Path, workdir: Path, *, profile: bool = False
+    name: str,
+    rows: list[Any],
+    events: int,
+    registry: Path,
+    workdir: Path,
+    *,
+    profile: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     from stream.broker import EmbeddedBroker
 
@@ -102,7 +109,9 @@ def run_contender(
         topics.create(broker.bootstrap)
         load_seconds = asyncio.run(preload(broker.bootstrap, topics.input, rows, events))
         command = scorer_command() if name == "scorer" else baseline_command(name)
-        contender = Contender(name, command, broker.bootstrap, topics, registry, workdir / f"{name}.log")
+        contender = Contender(
+            name, command, broker.bootstrap, topics, registry, workdir / f"{name}.log", dict(extra_env or {})
+        )
         contender.start()
         sampler = CpuSampler(contender.pid).start()
         ready: dict[str, float] = {}
@@ -266,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(CONTENDERS)}")
     parser.add_argument("--profile", action="store_true", help="record the scorer with py-spy")
     parser.add_argument("--fresh-model", action="store_true", help="retrain the benchmark model")
+    parser.add_argument(
+        "--scorer-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the scorer contenders (e.g. BATCH_MAX_EVENTS=64); repeatable",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "stream_bench.json")
     args = parser.parse_args(argv)
     machine_at_start = machine()  # the load average before this benchmark adds its own
@@ -274,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown contenders {sorted(unknown)}; expected some of {CONTENDERS}")
 
+    scorer_env = dict(item.split("=", 1) for item in args.scorer_env)
     source = data_source()
     rows = load_rows(source)
     registry = bench_registry(source, fresh=args.fresh_model)
@@ -284,7 +301,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name}] {args.events} events from {source.label} ...", flush=True)
             try:
                 results[name] = run_contender(
-                    name, rows, args.events, registry, Path(tmp), profile=args.profile and name == "scorer"
+                    name,
+                    rows,
+                    args.events,
+                    registry,
+                    Path(tmp),
+                    profile=args.profile and name == "scorer",
+                    extra_env=scorer_env if name.startswith("scorer") else None,
                 )
             except Exception as exc:  # one broken contender must not hide the others' figures
                 log = Path(tmp) / f"{name}.log"
@@ -398,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         "events": args.events,
         "distinct_headlines": len(rows),
         "model_registry": str(registry),
+        "scorer_env": scorer_env,
         "results": results,
         "targets": targets,
     }
