@@ -2,13 +2,14 @@
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/latency_bench.py [--rates 500,1000,2000] [--seconds 20]
+    .venv/bin/python benchmarks/latency_bench.py [--rates 500,1000,2000] [--seconds 25]
 
-For each contender (``scorer`` = ``headline-scorer worker``; ``aiokafka-forward`` = a plain
+For each contender and rate (``scorer`` = ``headline-scorer worker``; ``aiokafka-forward`` = a plain
 aiokafka loop that decodes and forwards in batches, ``benchmarks/baselines.py``), both with
-the same fetch wait (``FETCH_MAX_WAIT_MS``, default 10 ms): a fresh embedded broker, the
-contender started and warmed up (a few hundred events until outputs flow), then
-``headline_scorer.replay.replay_events`` at each rate for ``--seconds`` (``published_at`` = the
+the same fetch wait (``FETCH_MAX_WAIT_MS``, default 10 ms): a fresh embedded broker (its
+fetch cost grows with the number of record batches it holds, so phases must not share one), the
+contender started and warmed up (a few hundred events), then
+``headline_scorer.replay.replay_events`` at the rate for ``--seconds`` (``published_at`` = the
 time of sending, millisecond precision). The first ``--skip`` seconds of every phase are left
 out. Latency per event, from its ``published_at`` to:
 
@@ -166,25 +167,28 @@ def run_contender(
 ) -> dict[str, Any]:
     from stream.broker import EmbeddedBroker
 
-    with EmbeddedBroker() as broker:
-        topics = Topics.unique(name)
-        topics.create(broker.bootstrap)
-        command = scorer_command() if name == "scorer" else baseline_command(name)
-        contender = Contender(
-            name,
-            command,
-            broker.bootstrap,
-            topics,
-            registry,
-            workdir / f"{name}.log",
-            extra_env={"FETCH_MAX_WAIT_MS": str(fetch_wait_ms)},
-        ).start()
-        try:
-            ready = contender.wait_ready() if name == "scorer" else None
-            log, phases = asyncio.run(drive(contender, broker.bootstrap, rows, rates, seconds))
-        finally:
-            contender.stop()
-    result = {"contender": name, "ready_seconds": ready, "phases": analyse(log, phases, skip)}
+    result: dict[str, Any] = {"contender": name, "ready_seconds": [], "phases": {}}
+    for rate in rates:  # a fresh broker per rate: its fetch cost grows with the record batches it holds
+        with EmbeddedBroker() as broker:
+            topics = Topics.unique(name)
+            topics.create(broker.bootstrap)
+            command = scorer_command() if name == "scorer" else baseline_command(name)
+            contender = Contender(
+                name,
+                command,
+                broker.bootstrap,
+                topics,
+                registry,
+                workdir / f"{name}-{rate}.log",
+                extra_env={"FETCH_MAX_WAIT_MS": str(fetch_wait_ms)},
+            ).start()
+            try:
+                if name == "scorer":
+                    result["ready_seconds"].append(contender.wait_ready())
+                log, phases = asyncio.run(drive(contender, broker.bootstrap, rows, [rate], seconds))
+            finally:
+                contender.stop()
+        result["phases"] |= analyse(log, phases, skip)
     return result
 
 
