@@ -1,0 +1,364 @@
+"""Shared machinery of the stream benchmarks: data, model, broker, processes, measurements.
+
+* Events: the Upworthy headlines (``upworthy/packages.csv``, mapping ``upworthy``), or the
+  bundled sample (mapping ``seed``) cycled when the real data is absent.
+* Model: a few-epoch model trained on the same rows, exported once into a registry cached
+  under the system temp directory (reused by the next benchmark; ``--fresh-model`` retrains).
+* Processes: every contender runs as its own subprocess configured by the scorer's
+  environment variables, so its CPU time and memory are read from ``/proc/<pid>`` alone
+  (``utime + stime`` in clock ticks, ``VmRSS`` / ``VmHWM``).
+* Output: a consumer in the benchmark process reads the contender's output topic; times
+  are taken from the output records' Kafka timestamps (set by the contender's producer when
+  it appends the record), so the measuring consumer's own delay does not count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import UPWORTHY_CSV
+
+ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MODEL_EPOCHS = 3
+
+
+# -- data and model ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSource:
+    path: Path
+    mapping: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name} ({self.mapping})"
+
+
+def data_source() -> DataSource:
+    """Upworthy when ``../shared/data`` is there, else the bundled sample."""
+    if UPWORTHY_CSV.is_file():
+        return DataSource(UPWORTHY_CSV, "upworthy")
+    from headline_scorer import SAMPLE_DATA
+
+    return DataSource(SAMPLE_DATA / "train.csv", "seed")
+
+
+def load_rows(source: DataSource) -> list[Any]:
+    from headline_scorer.replay import load_rows as replay_rows
+
+    return replay_rows(source.path, source.mapping)
+
+
+def prefixed(rows: Sequence[Any], prefix: str) -> list[Any]:
+    """The same rows with ids ``<prefix><id>`` (tells phases of one run apart)."""
+    return [r._replace(id=f"{prefix}{r.id}") for r in rows]
+
+
+def bench_registry(source: DataSource, *, fresh: bool = False, epochs: int = MODEL_EPOCHS) -> Path:
+    """A registry holding a model trained on ``source`` (cached between benchmark runs)."""
+    tag = hashlib.sha256(f"{source.path.resolve()}|{source.mapping}|{epochs}".encode()).hexdigest()[:10]
+    root = Path(tempfile.gettempdir()) / f"headline-scorer-bench-registry-{tag}"
+    from export.registry import Registry
+
+    registry = Registry(root)
+    if not fresh and root.is_dir() and registry.current_version() is not None:
+        return root
+    import shutil
+
+    import torch
+
+    from training.data import load_dataset
+    from training.export_model import export_to_registry
+    from training.mapping import resolve_mapping
+    from training.train import TrainConfig, train
+
+    shutil.rmtree(root, ignore_errors=True)
+    torch.set_num_threads(1)
+    data = load_dataset(source.path, resolve_mapping(source.mapping))
+    print(f"training a {epochs}-epoch model on {source.label} for the stream benchmarks ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        result = train(data, Path(tmp), TrainConfig(epochs=epochs), progress=False)
+        export_to_registry(result.best_checkpoint, data, Registry(root))
+    return root
+
+
+# -- /proc ------------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of ``pid`` in MB (``VmRSS``, ``VmHWM``)."""
+    values: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            name, kb, _ = line.split()
+            values[name[:-1]] = int(kb) / 1024.0
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+class CpuSampler:
+    """Samples a process's CPU seconds every ``interval`` s in a thread: ``cpu_at(t)`` interpolates."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"cpu-{pid}", daemon=True)
+
+    def start(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.time(), cpu_seconds(self.pid)))
+            except OSError:
+                return
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cpu_at(self, t: float) -> float:
+        import numpy as np
+
+        times, cpus = zip(*self.samples, strict=True)
+        return float(np.interp(t, times, cpus))
+
+
+# -- broker, topics, processes ---------------------------------------------------------------
+def client_kwargs(bootstrap: str) -> dict[str, Any]:
+    from stream.settings import StreamSettings
+
+    return StreamSettings.from_env(kafka_bootstrap_servers=bootstrap).kafka_client_kwargs()
+
+
+@dataclass
+class Topics:
+    input: str
+    output: str
+    dlq: str
+
+    @classmethod
+    def unique(cls, tag: str) -> Topics:
+        suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
+        return cls(f"in-{suffix}", f"out-{suffix}", f"dlq-{suffix}")
+
+    def create(self, bootstrap: str, partitions: int = 4) -> None:
+        from stream.broker import run_sync
+        from stream.topics import TopicSpec, create_topics
+
+        specs = [TopicSpec(name, partitions) for name in (self.input, self.output, self.dlq)]
+        run_sync(create_topics(client_kwargs(bootstrap), specs))
+
+
+def free_port() -> int:
+    from stream.broker import free_port as _free_port
+
+    return _free_port()
+
+
+@dataclass
+class Contender:
+    """A process under test: the scorer worker or one of :mod:`benchmarks.baselines`."""
+
+    name: str
+    command: list[str]
+    bootstrap: str
+    topics: Topics
+    registry: Path
+    log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "INPUT_TOPIC": self.topics.input,
+                "OUTPUT_TOPIC": self.topics.output,
+                "DLQ_TOPIC": self.topics.dlq,
+                "TOPIC_PARTITIONS": "4",
+                "MODEL_REGISTRY": str(self.registry),
+                "SCORER_APP_ID": f"bench-{self.name}-{uuid.uuid4().hex[:6]}",
+                "WEB_HOST": "127.0.0.1",
+                "WEB_PORT": str(self.port),
+                "LOG_LEVEL": "INFO",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> Contender:
+        with self.log_path.open("ab") as log:
+            self.started_at = time.time()
+            self.proc = subprocess.Popen(
+                self.command, env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as resp:
+                return int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read()
+
+    def wait_ready(self, timeout: float = 90.0) -> float:
+        """Seconds from process start to ``/ready`` answering 200 (scorer worker only)."""
+        while time.time() - self.started_at < timeout:
+            self.check_alive()
+            try:
+                if self.get("/ready")[0] == 200:
+                    return time.time() - self.started_at
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready within {timeout} s; log {self.log_path}")
+
+    def metrics(self) -> dict[str, float]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, body = self.get("/metrics")
+        if status != 200:
+            return {}
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}"] = sample.value
+        return out
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return 0 if self.proc is None else int(self.proc.returncode)
+        self.proc.terminate()
+        try:
+            return int(self.proc.wait(timeout))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return int(self.proc.wait())
+
+
+def scorer_command() -> list[str]:
+    return [sys.executable, "-m", "headline_scorer.cli", "worker"]
+
+
+def baseline_command(kind: str) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.baselines", kind]
+
+
+# -- output ------------------------------------------------------------------------------------
+@dataclass
+class OutputLog:
+    """What the measuring consumer saw: per record (Kafka timestamp, receive time, value)."""
+
+    timestamps_ms: list[int] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.timestamps_ms)
+
+
+async def read_outputs(
+    bootstrap: str,
+    topic: str,
+    *,
+    expected: int,
+    timeout: float,
+    keep_values: bool = False,
+    fetch_max_wait_ms: int = 10,
+    stop: Callable[[], bool] | None = None,
+    alive: Callable[[], None] | None = None,
+) -> OutputLog:
+    """Read ``topic`` from the beginning until ``expected`` records, ``timeout`` s or ``stop()``."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        **client_kwargs(bootstrap),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=32 << 20,
+    )
+    await consumer.start()
+    out = OutputLog()
+    deadline = time.time() + timeout
+    try:
+        while len(out) < expected and time.time() < deadline and not (stop and stop()):
+            if alive is not None:
+                alive()
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for records in batch.values():
+                for r in records:
+                    out.timestamps_ms.append(r.timestamp)
+                    out.received.append(now)
+                    if keep_values:
+                        out.values.append(r.value)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
