@@ -4,7 +4,7 @@ Flow per micro-batch of the input topic (raw bytes in):
 
 1. faust's consumer fetches records; :class:`~stream.transport.ScorerConsumer`
    hands them to :meth:`Scorer.handle` in batches of up to ``BATCH_MAX_EVENTS``
-   (what one fetch returned, cut into batches), instead of one event at a time
+   (sooner once the oldest has waited ``BATCH_MAX_WAIT_SECONDS``), instead of one event at a time
    through faust's stream machinery: on two cores faust's per-event
    stream/agent/ack path alone costs more CPU per event than the whole scoring
    budget (``benchmarks/README.md``).
@@ -256,7 +256,12 @@ def _wire(scorer: Scorer) -> None:
     app, settings = scorer.app, scorer.settings
     input_topic = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw")
 
-    app.batch_consumer(input_topic, scorer.handle, max_events=settings.batch_max_events)
+    app.batch_consumer(
+        input_topic,
+        scorer.handle,
+        max_events=settings.batch_max_events,
+        max_wait_seconds=settings.batch_max_wait_seconds,
+    )
 
     async def load_first_model() -> None:
         await scorer.poll_model()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, cast
 
@@ -108,6 +109,11 @@ class ScorerConsumer(faust_aiokafka.Consumer):
         waits for it, so its records are acked only once their outputs are enqueued.
         """
         handler: BatchHandler = cast(ScorerFaustApp, self.app).batch_handler
+        messages = [m for m in messages if self._deliverable(m)]
+        if not messages:
+            return
+        for message in messages:
+            self.track_message(message)
         task = asyncio.ensure_future(handler(messages))
         try:
             await asyncio.shield(task)
@@ -134,17 +140,23 @@ class ScorerConsumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         flow_suspended = self.suspend_flow.is_set
         sleep = asyncio.sleep
+        batch_topic = getattr(self.app, "batch_topic", None)
+        batch_max = int(getattr(self.app, "batch_max_events", 256))
+        batch_wait = float(getattr(self.app, "batch_max_wait_seconds", 0.02))
+        # Records of the batch topic wait here until the batch is full or its oldest record has
+        # waited ``batch_wait``; they are tracked (pending ack) only when handed over, so a
+        # rebalance never waits for records nobody is processing yet.
+        pending: list[Any] = []
+        first_at = 0.0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag("FETCHING")
-                ait = getmany(timeout=1.0)
+                timeout = 1.0 if not pending else max(0.0, batch_wait - (time.monotonic() - first_at))
+                ait = getmany(timeout=timeout)
                 await sleep(0)
                 if self.should_stop:
                     continue
                 since_yield = 0
-                batch_topic = getattr(self.app, "batch_topic", None)
-                batch_max = int(getattr(self.app, "batch_max_events", 256))
-                pending: list[Any] = []
                 async for tp, message in ait:
                     since_yield += 1
                     if since_yield > 100:
@@ -160,12 +172,12 @@ class ScorerConsumer(faust_aiokafka.Consumer):
                         self._n_acked = 0
                         await self.commit()
                     if message.topic == batch_topic:
-                        if self._deliverable(message):
-                            self.track_message(message)
-                            pending.append(message)
-                            if len(pending) >= batch_max:
-                                await self._run_batch(pending)
-                                pending = []
+                        if not pending:
+                            first_at = time.monotonic()
+                        pending.append(message)
+                        if len(pending) >= batch_max:
+                            await self._run_batch(pending)
+                            pending = []
                     elif flow_suspended():
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
@@ -177,8 +189,9 @@ class ScorerConsumer(faust_aiokafka.Consumer):
                         else:
                             await self.wait_first(_finish_step(coro, yielded), self.suspend_flow.wait())
                     set_read_offset(tp, offset)
-                if pending:
+                if pending and time.monotonic() - first_at >= batch_wait:
                     await self._run_batch(pending)
+                    pending = []
                 self.diag.unset_flag("FETCHING")
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -203,16 +216,21 @@ class ScorerFaustApp(faust.App):
     commit_gate: CommitGate
     batch_topic: str | None = None
     batch_max_events: int = 256
+    batch_max_wait_seconds: float = 0.02
     batch_handler: BatchHandler
 
-    def batch_consumer(self, topic: Any, handler: BatchHandler, *, max_events: int) -> None:
-        """Consume ``topic`` in batches of up to ``max_events`` records handed to ``handler``.
+    def batch_consumer(
+        self, topic: Any, handler: BatchHandler, *, max_events: int, max_wait_seconds: float
+    ) -> None:
+        """Consume ``topic`` in batches of up to ``max_events`` records handed to ``handler``
+        (sooner when the oldest record of a batch has waited ``max_wait_seconds``).
 
         The topic is subscribed through faust's conductor like an agent's, and its records are
         acked (and so committed) only after ``handler`` returned for their batch.
         """
         self.batch_topic = topic.get_topic_name()
         self.batch_max_events = max_events
+        self.batch_max_wait_seconds = max_wait_seconds
         self.batch_handler = handler
         self.topics.add(topic)
 
