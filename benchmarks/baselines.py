@@ -17,9 +17,6 @@ Run as ``python -m benchmarks.baselines KIND`` with the scorer's environment var
 ``scorer-inline``
     the scorer itself (``stream.app.build_app``) with its scoring executor replaced by one that runs
     the batch inline on the event loop: measures what the hand-off to the scoring thread costs.
-``scorer-batchpath``
-    a prototype of the proposed fix (``benchmarks/batchpath.py``): the scorer's hot path fed whole
-    fetched batches by the consumer, bypassing faust's per-event ``Stream``.
 ``aiokafka-score``
     a plain aiokafka loop: ``getmany`` -> ``decode_event`` -> ``ScoringModel.score`` (the same
     runtime loader) -> ``encode_scores`` -> batch produce; the practical ceiling without a framework.
@@ -61,7 +58,6 @@ KINDS = (
     "aiokafka-batchscorer",
     "aiokafka-forward",
     "scorer-inline",
-    "scorer-batchpath",
 )
 logger = logging.getLogger("benchmarks.baselines")
 
@@ -243,10 +239,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = StreamSettings.from_env()
     if args[0] == "scorer-inline":
         run_scorer_inline(settings)
-    elif args[0] == "scorer-batchpath":
-        from benchmarks.batchpath import run_scorer_batchpath
-
-        run_scorer_batchpath(settings)
     elif args[0].startswith("faust"):
         run_faust(args[0], settings)
     else:

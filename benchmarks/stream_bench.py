@@ -19,8 +19,6 @@ seconds from process start to ``/ready``. Contenders (``benchmarks/baselines.py`
 * ``aiokafka-score``: plain aiokafka loop, decode + score in batches + batch produce;
 * ``aiokafka-batchscorer``: the same loop with the scorer's ``BatchScorer`` (metrics and drift);
 * ``scorer-inline`` (only with ``--only``): the scorer with its batch scored on the event loop thread;
-* ``scorer-batchpath`` (only with ``--only``): a prototype of the proposed fix, the scorer's hot path
-  fed whole fetched batches by the consumer (``benchmarks/batchpath.py``).
 
 Targets (issue 4): scorer / faust-batch >= 1.0; scorer / aiokafka-score >= 0.5 (stretch);
 scorer CPU <= 50 µs per event; start to ready <= 10 s; RSS <= 500 MB.
@@ -69,7 +67,7 @@ CONTENDERS = (
     "aiokafka-score",
     "aiokafka-batchscorer",
 )
-EXTRA_CONTENDERS = ("scorer-inline", "scorer-batchpath")  # diagnosis only, with --only
+EXTRA_CONTENDERS = ("scorer-inline",)  # diagnosis only, with --only
 RATIO_TARGET = 1.0
 STRETCH_TARGET = 0.5
 CPU_TARGET_US = 50.0
