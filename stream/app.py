@@ -225,6 +225,7 @@ def build_app(
         metrics,
         intra_op_threads=settings.onnx_intra_op_threads,
         loader=loader,
+        warm_batch=settings.batch_max_events,
     )
 
     def drift_factory(model: ScoringModel) -> SlidingWindowDrift:

@@ -40,10 +40,12 @@ class ModelHolder:
         *,
         intra_op_threads: int = 1,
         loader: Loader | None = None,
+        warm_batch: int = 0,
     ) -> None:
         self._registry = registry
         self._metrics = metrics
         self._loader: Loader = loader or (lambda path: load_model(path, intra_op_threads=intra_op_threads))
+        self._warm_batch = warm_batch
         self._lock = threading.Lock()
         self.model: ScoringModel | None = None
         self.rejected: dict[str, str] = {}
@@ -66,6 +68,7 @@ class ModelHolder:
                 return False
             try:
                 model = self._loader(self._registry.version_dir(current))
+                self._warm_up(model)
             except HeadlineScorerError as exc:
                 self.rejected[current] = str(exc)
                 self._metrics.reload_failed()
@@ -74,7 +77,7 @@ class ModelHolder:
                 else:
                     logger.error("model %s rejected, %s keeps serving: %s", current, self.version, exc)
                 return False
-            previous = self.version
+            previous = self.version  # the swap: batches read self.model once when they start
             self.model = model
             self._metrics.set_model(model.version)
             self.loaded.set()
@@ -83,3 +86,13 @@ class ModelHolder:
             else:
                 logger.info("model %s loaded, replacing %s between batches", model.version, previous)
             return True
+
+    def _warm_up(self, model: ScoringModel) -> None:
+        """Score one batch of the largest shape before serving, so onnxruntime's memory arena
+        reaches its steady size now instead of growing while the model serves."""
+        if self._warm_batch <= 0:
+            return
+        # the canary titles joined: real words, so the batch reaches the per-title feature cap
+        text = " ".join(row.title for row in model.manifest.canaries)
+        longest = (text + " ") * (1 + 1000 // max(1, len(text)))
+        model.score([longest[:1000]] * self._warm_batch, [None] * self._warm_batch)
