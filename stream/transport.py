@@ -114,6 +114,13 @@ class ScorerConsumer(faust_aiokafka.Consumer):
             return
         for message in messages:
             self.track_message(message)
+        # faust's stall detector watches when each partition's stream last took an event
+        # (normally set per event by its monitor); mark it per batch for the records handed over
+        inbound = getattr(self.app.monitor, "stream_inbound_time", None)
+        if inbound is not None:
+            now = time.monotonic()
+            for tp in {m.tp for m in messages}:
+                inbound[tp] = now
         task = asyncio.ensure_future(handler(messages))
         try:
             await asyncio.shield(task)
