@@ -87,14 +87,6 @@ def ensure_model(out: Path, epochs: int | None, console: Console) -> tuple[Regis
     return registry, result.version
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/ready", timeout=1) as resp:
@@ -168,14 +160,14 @@ async def _watch(
 def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
     console = console or Console()
     from headline_scorer.replay import load_rows, replay_events
-    from stream.broker import EmbeddedBroker
+    from stream.broker import EmbeddedBroker, free_port
     from stream.settings import StreamSettings
     from stream.topics import ensure_topics_sync
 
     registry, version = ensure_model(config.out, config.epochs, console)
     with EmbeddedBroker(log_path=config.out / "broker.log") as broker:
         console.print(f"embedded broker: {broker.bootstrap}")
-        port = _free_port()
+        port = free_port()
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "MODEL_REGISTRY": str(registry.root.resolve()),

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stream.dlq import DEAD_LETTER_REASONS
+from stream.metrics import DRIFT_SIGNALS
+from stream.settings import StreamSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 JOB = "headline-scorer"
@@ -50,39 +54,9 @@ METRICS = COUNTERS | GAUGES | HISTOGRAMS
 # Series other than the worker's own that the deployment files may use.
 PROMETHEUS_SERIES = frozenset({"up"})
 
-DRIFT_SIGNALS = ("ctr", "quality_prob", "title_chars", "title_words", "unknown_token_share", "category")
-DEAD_LETTER_REASONS = ("not_utf8", "not_json", "schema", "too_large", "null_value", "scoring_error")
 
-ENV_VARS = frozenset(
-    {
-        "KAFKA_BOOTSTRAP_SERVERS",
-        "KAFKA_SECURITY_PROTOCOL",
-        "KAFKA_SASL_MECHANISM",
-        "KAFKA_SASL_USERNAME",
-        "KAFKA_SASL_PASSWORD",
-        "KAFKA_SSL_CAFILE",
-        "SCORER_APP_ID",
-        "INPUT_TOPIC",
-        "OUTPUT_TOPIC",
-        "DLQ_TOPIC",
-        "TOPIC_PARTITIONS",
-        "TOPIC_REPLICATION",
-        "MODEL_REGISTRY",
-        "BATCH_MAX_EVENTS",
-        "BATCH_MAX_WAIT_SECONDS",
-        "FETCH_MAX_WAIT_MS",
-        "MAX_EVENT_BYTES",
-        "WEB_HOST",
-        "WEB_PORT",
-        "ONNX_INTRA_OP_THREADS",
-        "RELOAD_POLL_SECONDS",
-        "DRIFT_WINDOW_EVENTS",
-        "DRIFT_WINDOW_SECONDS",
-        "COMMIT_INTERVAL_SECONDS",
-        "BROKER_SESSION_TIMEOUT_SECONDS",
-        "LOG_LEVEL",
-    }
-)
+# the settings' environment variables (test_stream_settings.py pins the list itself)
+ENV_VARS = frozenset(name.upper() for name in StreamSettings.model_fields)
 
 _METRIC_NAME = re.compile(r"\b(headline_scorer_[a-z0-9_]+|up)\b")
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,15 +28,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from export.registry import Registry
+from stream.broker import free_port
 from tests.export_support import _tempdir, sample_checkpoint, sample_data
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -224,11 +218,6 @@ async def consume_until(
     finally:
         await consumer.stop()
     return out
-
-
-def stop_all(workers: Iterable[WorkerProcess]) -> None:
-    for worker in workers:
-        worker.stop()
 
 
 @cache
