@@ -179,7 +179,8 @@ def _bag_ridge_candidate(name: str, features: FeatureConfig) -> Candidate:
     from scipy import sparse
     from sklearn.linear_model import Ridge
 
-    from export.features import Featurizer, fit_feature_state
+    from export.features import fit_feature_state
+    from export.featurizer import Featurizer
 
     def matrix(featurizer: Featurizer, titles: list[str]) -> Any:
         batch = featurizer.transform(titles)

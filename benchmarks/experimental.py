@@ -55,7 +55,8 @@ from numpy.typing import NDArray
 from torch import nn
 
 from benchmarks.common import FitPredict, FloatArray
-from export.features import NUMERIC_FEATURES, Featurizer, fit_feature_state
+from export.features import NUMERIC_FEATURES, fit_feature_state
+from export.featurizer import Featurizer
 from training.data import HeadlineData
 from training.predict import batch_tensors
 from training.split import grouped_split

@@ -190,7 +190,7 @@ def run_contender(
 
 
 GROUPS = (
-    ("featurize (export.features)", ("export/features.py",)),
+    ("featurize (export.featurizer)", ("export/featurizer.py", "export/features.py")),
     ("onnxruntime Session.run", ("onnxruntime",)),
     ("runtime post-processing (export.runtime/scaling)", ("export/runtime.py", "export/scaling.py")),
     ("decode (stream.events.decode_event, pydantic)", ("decode_event",)),

@@ -71,7 +71,11 @@ def prefixed(rows: Sequence[Any], prefix: str) -> list[Any]:
 
 def bench_registry(source: DataSource, *, fresh: bool = False, epochs: int = MODEL_EPOCHS) -> Path:
     """A registry holding a model trained on ``source`` (cached between benchmark runs)."""
-    tag = hashlib.sha256(f"{source.path.resolve()}|{source.mapping}|{epochs}".encode()).hexdigest()[:10]
+    from training.train import TrainConfig
+
+    # the training configuration is part of the key: a model cached under older defaults is retrained
+    config = TrainConfig(epochs=epochs).model_dump_json()
+    tag = hashlib.sha256(f"{source.path.resolve()}|{source.mapping}|{config}".encode()).hexdigest()[:10]
     root = Path(tempfile.gettempdir()) / f"headline-scorer-bench-registry-{tag}"
     from export.registry import Registry
 
@@ -85,7 +89,7 @@ def bench_registry(source: DataSource, *, fresh: bool = False, epochs: int = MOD
     from training.data import load_dataset
     from training.export_model import export_to_registry
     from training.mapping import resolve_mapping
-    from training.train import TrainConfig, train
+    from training.train import train
 
     shutil.rmtree(root, ignore_errors=True)
     torch.set_num_threads(1)

@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from export.errors import CanaryError, FeatureStateError, ModelLoadError, ScoringError
-from export.features import FeatureBatch, FeatureState, Featurizer
+from export.features import FeatureBatch, FeatureState
+from export.featurizer import Featurizer
 from export.manifest import (
     FEATURE_STATE_FILE,
     MODEL_FILE,

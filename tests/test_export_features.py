@@ -25,7 +25,6 @@ from export.features import (
     FeatureBatch,
     FeatureConfig,
     FeatureState,
-    Featurizer,
     _is_word,
     _raw_numeric,
     fit_feature_state,
@@ -33,6 +32,7 @@ from export.features import (
     normalized_chunks,
     tokenize,
 )
+from export.featurizer import Featurizer
 
 _CONTROL = {c: " " for c in range(0x20)} | {0x7F: " "}
 

@@ -12,12 +12,12 @@ from export.features import (
     NUMERIC_FEATURES,
     FeatureConfig,
     FeatureState,
-    Featurizer,
     fit_feature_state,
     normalize_title,
     title_features,
     tokenize,
 )
+from export.featurizer import Featurizer
 
 TITLES = [
     "Why the new phone battery lasts 3 days",

@@ -12,7 +12,8 @@ import torch
 from numpy.typing import NDArray
 
 from export.errors import CheckpointError
-from export.features import FeatureBatch, FeatureState, Featurizer
+from export.features import FeatureBatch, FeatureState
+from export.featurizer import Featurizer
 from export.scaling import TargetScaling
 from training.calibration import PlattCalibrator
 from training.checkpoint import load_checkpoint

@@ -25,7 +25,8 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
 from export.errors import CheckpointError, CsvValidationError
-from export.features import NUMERIC_FEATURES, FeatureConfig, FeatureState, Featurizer, fit_feature_state
+from export.features import NUMERIC_FEATURES, FeatureConfig, FeatureState, fit_feature_state
+from export.featurizer import Featurizer
 from export.scaling import TargetScaling
 from training.calibration import CalibrationReport, calibrate
 from training.checkpoint import save_checkpoint
