@@ -287,7 +287,7 @@ def export_to_registry(
     clock: Clock = utc_now,
     tolerance: float = PARITY_TOLERANCE,
 ) -> ExportResult:
-    """Export into a staging directory of ``registry`` and publish it (``data``: as :func:`export_version`)."""
+    """Export into a staging directory of ``registry`` and publish it (``data``: see ``export_version``)."""
     staging = registry.new_staging_dir()
     try:
         result = export_version(checkpoint, data, staging, clock=clock, tolerance=tolerance)
