@@ -5,7 +5,7 @@ Layout::
     ROOT/
       CURRENT                     the serving version's name (one line)
       20261124T101500Z-3f2a9c1d/  one directory per version (manifest.json, model.onnx, ...)
-      .staging-*/                 exports in progress (ignored; never current)
+      .staging-*/                 exports in progress (ignored; never current; removed once stale)
       .lock                       flock for publish/promote/rollback/prune
 
 Publishing a staged directory: it is fully verified with the runtime loader
@@ -17,6 +17,11 @@ only then ``CURRENT`` is replaced atomically (temporary file, fsync,
 pruned oldest first; the current version is never pruned.
 
 ``rollback`` makes the newest version older than the current one current.
+
+A ``.staging-*`` directory left by an export that was killed midway is
+removed by the next publish (or :meth:`Registry.clean_staging`) once nothing
+in it has changed for ``staging_grace`` (default one hour), so an export still
+running in another process keeps its directory. Loading never cleans.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 from export.errors import ArtifactError, RegistryError
@@ -39,6 +46,8 @@ logger = logging.getLogger(__name__)
 CURRENT_FILE = "CURRENT"
 STAGING_PREFIX = ".staging-"
 _LOCK_FILE = ".lock"
+#: A staging directory untouched for this long belongs to an export that died.
+STAGING_GRACE = timedelta(hours=1)
 
 
 def validate_version(version: str) -> str:
@@ -86,12 +95,33 @@ def atomic_write_text(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
+def _last_modified(path: Path) -> float:
+    """The newest mtime of ``path`` and everything under it (symlinks not followed)."""
+    newest = path.lstat().st_mtime
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            with contextlib.suppress(FileNotFoundError):
+                newest = max(newest, (Path(dirpath) / name).lstat().st_mtime)
+    return newest
+
+
 class Registry:
-    def __init__(self, root: Path, *, keep: int = 5) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        keep: int = 5,
+        staging_grace: timedelta = STAGING_GRACE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if keep < 1:
             raise RegistryError(f"expected keep >= 1, got {keep}")
+        if staging_grace.total_seconds() < 0:
+            raise RegistryError(f"expected a staging grace period >= 0, got {staging_grace}")
         self.root = Path(root)
         self.keep = keep
+        self.staging_grace = staging_grace
+        self._clock = clock
 
     # --- reading -------------------------------------------------------------------------
     def version_dir(self, version: str) -> Path:
@@ -177,6 +207,7 @@ class Registry:
             if make_current:
                 self._set_current(version)
             self._prune()
+            self._clean_staging(self.staging_grace)
         return version
 
     def promote(self, version: str) -> None:
@@ -216,6 +247,33 @@ class Registry:
             shutil.rmtree(doomed, ignore_errors=True)
             excess -= 1
             logger.info("registry %s: pruned %s", self.root, version)
+
+    def clean_staging(self, older_than: timedelta | None = None) -> list[Path]:
+        """Remove staging directories untouched for ``older_than`` (default ``staging_grace``)."""
+        with self._locked():
+            return self._clean_staging(self.staging_grace if older_than is None else older_than)
+
+    def _clean_staging(self, older_than: timedelta) -> list[Path]:
+        now = self._clock()
+        removed: list[Path] = []
+        for path in sorted(self.root.glob(f"{STAGING_PREFIX}*")):
+            try:
+                if not path.is_dir() or path.is_symlink():
+                    continue
+                idle = now - _last_modified(path)
+                if idle < older_than.total_seconds():
+                    continue
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except OSError as exc:
+                logger.warning("registry %s: cannot remove stale staging %s (%s)", self.root, path.name, exc)
+                continue
+            removed.append(path)
+            logger.info(
+                "registry %s: removed stale staging %s (untouched for %.0f s)", self.root, path.name, idle
+            )
+        return removed
 
     def describe(self, version: str) -> dict[str, object]:
         """A short summary of a version (for ``models list/show``)."""

@@ -54,8 +54,13 @@ def export(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or training output dir.")],
     registry: RegistryOption,
     data: Annotated[
-        Path, typer.Option("--data", help="The training CSV of the checkpoint (drift reference).")
-    ],
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Optional: the training CSV of the checkpoint (drift reference on every training row). "
+            "Default: the rows stored in the checkpoint.",
+        ),
+    ] = None,
     mapping: MappingOption = "seed",
     promote: Annotated[
         bool, typer.Option("--promote/--no-promote", help="Make the new version current.")
@@ -70,7 +75,7 @@ def export(
     from training.export_model import export_to_registry
     from training.mapping import resolve_mapping
 
-    dataset = load_dataset(data, resolve_mapping(mapping))
+    dataset = None if data is None else load_dataset(data, resolve_mapping(mapping))
     result = export_to_registry(checkpoint, dataset, Registry(registry, keep=keep), make_current=promote)
     parity = result.manifest.parity
     typer.echo(

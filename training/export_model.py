@@ -9,11 +9,13 @@
   (the runtime never reads it);
 * ``manifest.json``: see :mod:`export.manifest`.
 
-The training rows are needed for the drift reference (and the validation rows
-for parity and the canaries) and the checkpoint holds no titles, so export
-takes the training data: the same CSV the checkpoint was trained on (its
-sha256 must match the checkpoint's data fingerprint). Training rows are the
-rows not in the checkpoint's validation split.
+The validation rows (parity, canaries, validation metrics) and the training
+rows (drift reference) come from the checkpoint, which stores them (see
+:mod:`training.export_rows`), or, when ``data`` is given, from the CSV the
+checkpoint was trained on (its sha256 must match the checkpoint's data
+fingerprint; the drift reference then uses every training row, not a sample).
+The manifest's ``training`` entry says which (``drift_reference_source``,
+``drift_reference_rows``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from export.registry import Registry
 from export.runtime import Scorer, load_model, make_session
 from training.data import HeadlineData
 from training.evaluate import evaluate_predictions
+from training.export_rows import export_inputs
 from training.predict import TrainedModel, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -146,27 +149,6 @@ def _input_schema(n_numeric: int) -> InputSchema:
     )
 
 
-def _split(trained: TrainedModel, data: HeadlineData) -> tuple[HeadlineData, HeadlineData]:
-    """(training rows, validation rows) of ``data`` by the checkpoint's split."""
-    payload = trained.checkpoint
-    fingerprint = json.loads(payload.get("data_fingerprint") or "null")
-    if fingerprint is None or "split" not in payload:
-        raise ExportError("checkpoint holds no data fingerprint or validation split: re-train to export it")
-    if fingerprint.get("sha256") != data.summary.sha256:
-        raise ExportError(
-            f"{data.summary.file}: sha256 {data.summary.sha256[:12]}... differs from the data the checkpoint "
-            f"was trained on ({fingerprint.get('file')}, {str(fingerprint.get('sha256'))[:12]}...): "
-            "pass the training CSV (and its mapping)"
-        )
-    val_ids = set(json.loads(payload["split"])["val_ids"])
-    is_val = np.fromiter((str(i) in val_ids for i in data.ids), dtype=bool, count=len(data))
-    if not is_val.any() or is_val.all():
-        raise ExportError(
-            f"{data.summary.file}: the checkpoint's validation split matches {int(is_val.sum())} rows"
-        )
-    return data.subset(np.flatnonzero(~is_val)), data.subset(np.flatnonzero(is_val))
-
-
 def _score(scorer: Scorer, titles: list[str], categories: list[str | None]) -> dict[str, Any]:
     parts = [
         scorer.score(titles[i : i + SCORE_BATCH], categories[i : i + SCORE_BATCH])
@@ -181,14 +163,17 @@ def _score(scorer: Scorer, titles: list[str], categories: list[str | None]) -> d
 
 def export_version(
     checkpoint: Path,
-    data: HeadlineData,
+    data: HeadlineData | None,
     out_dir: Path,
     *,
     clock: Clock = utc_now,
     tolerance: float = PARITY_TOLERANCE,
     n_bins: int = DEFAULT_BINS,
 ) -> ExportResult:
-    """Write a complete, verified version directory into ``out_dir`` (empty or absent)."""
+    """Write a complete, verified version directory into ``out_dir`` (empty or absent).
+
+    ``data``: the training CSV of the checkpoint, or ``None`` to use the rows stored in it.
+    """
     started = time.perf_counter()
     checkpoint = resolve_checkpoint(checkpoint)
     trained = TrainedModel.from_checkpoint(checkpoint)
@@ -197,7 +182,8 @@ def export_version(
             f"{checkpoint}: the model was trained without raw CTR (no target scaling), "
             "so it cannot produce CTR in raw units as the artifact requires"
         )
-    train_rows, val_rows = _split(trained, data)
+    inputs = export_inputs(trained.checkpoint, data)
+    val_rows = inputs.validation
     out_dir.mkdir(parents=True, exist_ok=True)
     if any(out_dir.iterdir()):
         raise ExportError(f"{out_dir}: expected an empty directory to export into")
@@ -241,10 +227,9 @@ def export_version(
         for i in dict.fromkeys(int(i) for i in picks)
     ]
 
-    # Drift reference on the training rows, scored through the runtime.
-    train_cats = train_rows.categories or [None] * len(train_rows)
-    train_scores = _score(scorer, train_rows.titles, train_cats)
-    drift = build_drift_reference(train_scores, train_cats, n_bins)
+    # Drift reference on the training rows (or the checkpoint's sample of them), scored through the runtime.
+    drift_scores = _score(scorer, inputs.drift_titles, inputs.drift_categories)
+    drift = build_drift_reference(drift_scores, inputs.drift_categories, n_bins)
 
     weights_hash = weights_sha256(trained.model)
     created_at = clock().astimezone(UTC).replace(microsecond=0)
@@ -274,8 +259,7 @@ def export_version(
         training={
             "epochs_run": len(history),
             "best_epoch": int(trained.checkpoint.get("epoch", 0)),
-            "train_rows": len(train_rows),
-            "validation_rows": n_val,
+            **inputs.manifest_info(),
             "train_config": json.loads(trained.checkpoint["train_config"]),
         },
         files={
@@ -296,14 +280,14 @@ def export_version(
 
 def export_to_registry(
     checkpoint: Path,
-    data: HeadlineData,
+    data: HeadlineData | None,
     registry: Registry,
     *,
     make_current: bool = True,
     clock: Clock = utc_now,
     tolerance: float = PARITY_TOLERANCE,
 ) -> ExportResult:
-    """Export into a staging directory of ``registry`` and publish it."""
+    """Export into a staging directory of ``registry`` and publish it (``data``: see ``export_version``)."""
     staging = registry.new_staging_dir()
     try:
         result = export_version(checkpoint, data, staging, clock=clock, tolerance=tolerance)

@@ -31,6 +31,8 @@ from export.scaling import TargetScaling
 from training.calibration import CalibrationReport, calibrate
 from training.checkpoint import save_checkpoint
 from training.data import HeadlineData
+from training.export_rows import CHECKPOINT_KEY as EXPORT_ROWS_KEY
+from training.export_rows import DRIFT_SAMPLE_ROWS, build_export_rows
 from training.metrics import choose_threshold
 from training.model import CtrLoss, DualHeadModel, HybridLoss, ModelConfig
 from training.predict import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainedModel, batch_tensors
@@ -188,12 +190,17 @@ def train(
     resume: Path | None = None,
     progress: bool | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    drift_sample_rows: int = DRIFT_SAMPLE_ROWS,
 ) -> TrainResult:
     """Train on ``data`` and write checkpoints into ``out_dir``.
 
     With ``resume`` the weights, optimizer, scheduler, epoch counter, feature
     state, target scaling and label rule come from that checkpoint; ``config``
     then only sets how many more epochs to run and the seed.
+
+    The final best checkpoint also stores the rows export needs (the validation
+    rows and up to ``drift_sample_rows`` training rows, see :mod:`training.export_rows`),
+    so it can be exported without the CSV.
     """
     if not data.has_target:
         hints = "".join(f"; {h}" for h in data.summary.target_hints)
@@ -201,6 +208,8 @@ def train(
             f"{data.summary.file}: no target column (inference-only data): nothing to train on{hints}; "
             "use `predict` with a trained model"
         )
+    if drift_sample_rows < 1:
+        raise ValueError(f"expected drift_sample_rows >= 1, got {drift_sample_rows}")
     config = config or TrainConfig()
     notes: list[str] = []
     previous: TrainedModel | None = None
@@ -373,6 +382,9 @@ def train(
         {"ece_before": cal_report.ece_before, "ece_after": cal_report.ece_after, "n": cal_report.n}
     )
     final["split"] = json.dumps({"val_ids": [str(i) for i in data.ids[val_index]]})
+    final[EXPORT_ROWS_KEY] = build_export_rows(
+        data, train_index, val_index, cap=drift_sample_rows, seed=config.seed
+    ).to_json()
     save_checkpoint(best_path, final)
     logger.info(
         "best epoch %d (validation loss %.5f); quality calibrated (ECE %.4f -> %.4f), threshold %.3f",
