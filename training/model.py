@@ -21,6 +21,10 @@ class ModelConfig(BaseModel):
     category_dim: int = Field(default=8, ge=1)
     hidden_dim: int = Field(default=64, ge=1)
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    wide: bool = Field(
+        default=False,
+        description="A linear path per head on the bag (False: checkpoints from before it existed).",
+    )
 
 
 class DualHeadModel(nn.Module):
@@ -30,6 +34,11 @@ class DualHeadModel(nn.Module):
     row), which is a linear layer over the sparse TF-IDF vector; it exports to
     ONNX as Gather + Mul + ReduceSum and costs in proportion to the features a
     title has, not the vocabulary size.
+
+    With ``config.wide`` a second, two-column weighted sum over the same bag
+    (``self.wide``: one column per head, zero at start) is added to the CTR
+    pre-sigmoid and to the quality logit: a linear model on the sparse bag
+    (as ridge / logistic regression on the TF-IDF vector) next to the MLP.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -51,6 +60,10 @@ class DualHeadModel(nn.Module):
         nn.init.normal_(self.embedding.weight, std=0.05)
         with torch.no_grad():
             self.embedding.weight[0].zero_()
+        self.wide: nn.Embedding | None = None
+        if config.wide:
+            self.wide = nn.Embedding(config.n_features, 2, padding_idx=0)
+            nn.init.zeros_(self.wide.weight)
 
     def forward(
         self,
@@ -59,11 +72,16 @@ class DualHeadModel(nn.Module):
         category_ids: torch.Tensor,
         numeric: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        bag = (self.embedding(token_ids) * token_weights.unsqueeze(-1)).sum(dim=1)
+        weights = token_weights.unsqueeze(-1)
+        bag = (self.embedding(token_ids) * weights).sum(dim=1)
         hidden = self.trunk(torch.cat([bag, self.category(category_ids), numeric], dim=1))
-        ctr = torch.sigmoid(self.ctr_head(hidden)).squeeze(-1)
+        ctr_z = self.ctr_head(hidden).squeeze(-1)
         quality_logit = self.quality_head(hidden).squeeze(-1)
-        return ctr, quality_logit
+        if self.wide is not None:
+            linear = (self.wide(token_ids) * weights).sum(dim=1)
+            ctr_z = ctr_z + linear[:, 0]
+            quality_logit = quality_logit + linear[:, 1]
+        return torch.sigmoid(ctr_z), quality_logit
 
 
 CtrLoss = Literal["mse", "l1", "huber"]

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from training.model import CtrLoss, DualHeadModel, HybridLoss, ModelConfig
 from training.predict import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainedModel, batch_tensors
 from training.split import grouped_split
 from training.target import LabelRule, Targets, build_targets, fit_label_rule, fit_scaling
+from training.wide_init import init_wide_from_ridge
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,18 @@ class TrainConfig(BaseModel):
     embed_dim: int = Field(default=64, ge=1)
     hidden_dim: int = Field(default=64, ge=1)
     dropout: float = Field(default=0.3, ge=0, lt=1)
+    wide: bool = Field(default=False, description="Add a linear path per head on the bag (ModelConfig.wide).")
+    wide_learning_rate: float | None = Field(default=None, gt=0, description="None: learning_rate.")
+    wide_weight_decay: float = Field(
+        default=0.0, ge=0, description="AdamW (decoupled) decay of the wide path."
+    )
+    wide_l2: float = Field(
+        default=0.0, ge=0, description="Coupled L2 penalty on the wide path, added to the loss."
+    )
+    wide_init: Literal["zero", "ridge"] = Field(
+        default="zero", description="Start of the wide path: zeros, or a ridge fit on the training rows."
+    )
+    ridge_alpha: float = Field(default=1.0, gt=0, description="Ridge penalty of wide_init='ridge'.")
     features: FeatureConfig = DEFAULT_FEATURES
 
 
@@ -180,6 +193,27 @@ def _logits(
     return np.concatenate(ctrs), np.concatenate(logits)
 
 
+def _param_groups(model: DualHeadModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: the wide path (if any) with its own learning rate and decay, the rest."""
+    wide = [] if model.wide is None else list(model.wide.parameters())
+    wide_ids = {id(p) for p in wide}
+    groups: list[dict[str, Any]] = [
+        {
+            "params": [p for p in model.parameters() if id(p) not in wide_ids],
+            "weight_decay": config.weight_decay,
+        }
+    ]
+    if wide:
+        groups.append(
+            {
+                "params": wide,
+                "lr": config.wide_learning_rate or config.learning_rate,
+                "weight_decay": config.wide_weight_decay,
+            }
+        )
+    return groups
+
+
 def train(
     data: HeadlineData,
     out_dir: Path,
@@ -251,11 +285,23 @@ def train(
         embed_dim=config.embed_dim,
         hidden_dim=config.hidden_dim,
         dropout=config.dropout,
+        wide=config.wide,
     )
+    if previous is not None:
+        # The architecture is the checkpoint's (one saved before the wide path existed has none).
+        model_config = previous.model.config
     model = DualHeadModel(model_config)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    if previous is None and model.wide is not None and config.wide_init == "ridge":
+        ids, weights, _, _ = train_t.inputs
+        init_wide_from_ridge(
+            model,
+            ids,
+            weights,
+            train_t.ctr.double().numpy(),
+            train_t.label.double().numpy(),
+            config.ridge_alpha,
+        )
+    optimizer = torch.optim.AdamW(_param_groups(model, config), lr=config.learning_rate)
     scheduler = ReduceLROnPlateau(
         optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
     )
@@ -319,6 +365,8 @@ def train(
             optimizer.zero_grad()
             ctr, logit = model(*part.inputs)
             loss, _, _ = loss_fn(ctr, logit, part.ctr, part.label)
+            if config.wide_l2 > 0 and model.wide is not None:
+                loss = loss + config.wide_l2 * model.wide.weight.pow(2).sum()
             loss.backward()
             optimizer.step()
             running += loss.item() * part.ctr.shape[0]
