@@ -57,10 +57,10 @@ def init_wide_from_ridge(
     labels: NDArray[np.float64],
     alpha: float,
 ) -> WideInit:
-    """Fit ridge(``alpha``) of ``ctr`` on the bag and write it into ``model.wide`` and the head biases."""
+    """Fit ridge(``alpha``) of ``ctr`` on the bag; write it into the wide columns and the head biases."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    if model.wide is None:
+    if model.wide_weight is None:
         raise ValueError("the model has no wide path (ModelConfig.wide is False)")
     matrix = _bag_matrix(token_ids, token_weights, model.config.n_features)
     ridge = Ridge(alpha=alpha).fit(matrix, ctr)
@@ -74,12 +74,11 @@ def init_wide_from_ridge(
     platt = LogisticRegression(C=1e4, max_iter=1000).fit(centred.reshape(-1, 1), labels.astype(int))
     slope = float(platt.coef_[0, 0])
     offset = float(platt.intercept_[0])
-    wide = torch.zeros_like(model.wide.weight)
+    wide = model.wide_weight
     wide[:, 0] = torch.from_numpy(gain * coef)
     # Quality: offset + slope * (intercept - mean(score) + coef.x).
     wide[:, 1] = torch.from_numpy(slope * coef)
     wide[0] = 0.0
-    model.wide.weight.copy_(wide)
     model.ctr_head.bias.add_(math.log(mean / (1.0 - mean)) + gain * (intercept - mean))
     model.quality_head.bias.add_(offset + slope * (intercept - float(score.mean())))
     result = WideInit(alpha=alpha, mean_prediction=mean, quality_slope=slope, quality_offset=offset)
