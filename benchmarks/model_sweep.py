@@ -39,8 +39,9 @@ from benchmarks.common import (
 
 
 def _parse_run(raw: str) -> tuple[str, dict[str, Any]]:
-    name, _, body = raw.partition("=")
-    if not name or not body:
+    name, _, body = raw.partition("={")
+    body = "{" + body
+    if not name or body == "{":
         raise SystemExit(f"--run expects NAME=JSON, got {raw!r}")
     overrides = json.loads(body)
     if not isinstance(overrides, dict):
