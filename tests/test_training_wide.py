@@ -35,7 +35,7 @@ def test_model_config_without_wide_builds_the_narrow_model() -> None:
     assert narrow.wide_weight is None and narrow.embedding.weight.shape == (5, 64)
     wide = DualHeadModel(ModelConfig(n_features=5, n_categories=2, n_numeric=3, wide=True))
     assert wide.embedding.weight.shape == (5, 64 + WIDE_COLUMNS)
-    assert wide.wide_weight is not None and float(wide.wide_weight.abs().sum()) == 0.0
+    assert wide.wide_weight is not None and float(wide.wide_weight.detach().abs().sum()) == 0.0
 
 
 def test_ridge_start_puts_the_ridge_into_both_outputs(sample: HeadlineData) -> None:
@@ -68,7 +68,7 @@ def test_ridge_start_puts_the_ridge_into_both_outputs(sample: HeadlineData) -> N
     # The quality logit ranks as the ridge does and separates the training labels.
     assert np.corrcoef(logit.numpy(), ridge)[0, 1] > 0.999
     assert float(logit.numpy()[labels == 1].mean()) > float(logit.numpy()[labels == 0].mean())
-    assert model.wide_weight is not None and float(model.wide_weight[0].abs().sum()) == 0.0
+    assert model.wide_weight is not None and float(model.wide_weight[0].detach().abs().sum()) == 0.0
 
 
 def test_init_wide_needs_a_wide_model() -> None:
@@ -83,7 +83,7 @@ def test_default_training_starts_from_the_ridge(tmp_path: Path, sample: Headline
     result = train(sample, tmp_path, TrainConfig(epochs=1), progress=False)
     model = TrainedModel.from_checkpoint(result.best_checkpoint)
     assert model.model.config.wide and model.model.wide_weight is not None
-    assert float(model.model.wide_weight[1:].abs().sum()) > 0
+    assert float(model.model.wide_weight[1:].detach().abs().sum()) > 0
 
 
 def _strip_wide(path: Path) -> None:
