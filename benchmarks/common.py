@@ -25,7 +25,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,6 +254,14 @@ def fmt(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "-"
     return f"{x:.{digits}f}"
+
+
+def print_targets(targets: Sequence[Mapping[str, Any]]) -> None:
+    """The target rows (``target``, ``measured``, ``goal``, ``verdict``) as a table."""
+    print_table(
+        ["target", "measured", "goal", ""],
+        [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
+    )
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

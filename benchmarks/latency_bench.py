@@ -41,7 +41,7 @@ if __package__ in (None, ""):
 import numpy as np
 import orjson
 
-from benchmarks.common import RESULTS_DIR, print_table
+from benchmarks.common import RESULTS_DIR, print_table, print_targets
 from benchmarks.stream_support import (
     Contender,
     OutputLog,
@@ -255,10 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print()
-        print_table(
-            ["target", "measured", "goal", ""],
-            [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
-        )
+        print_targets(targets)
     payload = {
         "benchmark": "latency_bench",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

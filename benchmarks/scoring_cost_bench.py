@@ -33,7 +33,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS_DIR, print_table
+from benchmarks.common import RESULTS_DIR, print_table, print_targets
 from benchmarks.export_bench import BATCHES, _time_batches
 from benchmarks.stream_support import bench_registry, data_source, load_rows, machine
 
@@ -144,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     ]
     print()
-    print_table(
-        ["target", "measured", "goal", ""],
-        [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
-    )
+    print_targets(targets)
     payload = {
         "benchmark": "scoring_cost_bench",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

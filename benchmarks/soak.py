@@ -44,7 +44,7 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, print_table
+from benchmarks.common import RESULTS_DIR, print_targets
 from benchmarks.stream_support import (
     Contender,
     Topics,
@@ -230,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         f"scored {verdicts['scored']:.0f}; broker RSS at the end {verdicts['broker_rss_final_mb']:.0f} MB; "
         f"lag gauge max {verdicts['lag_gauge_max']:.0f}; worker exit code {code}"
     )
-    print_table(
-        ["target", "measured", "goal", ""],
-        [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
-    )
+    print_targets(targets)
     for line in verdicts["error_lines"][:5]:
         print("  log:", line[:200])
     payload = {

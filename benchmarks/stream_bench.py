@@ -43,7 +43,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS_DIR, print_table
+from benchmarks.common import RESULTS_DIR, print_table, print_targets
 from benchmarks.stream_support import (
     Contender,
     CpuSampler,
@@ -394,10 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print()
-        print_table(
-            ["target", "measured", "goal", ""],
-            [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
-        )
+        print_targets(targets)
         if "profile" in scorer:
             prof = scorer["profile"]
             per_event = 1e6 / scorer["events"] / PROFILE_RATE_HZ

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 
-from export.errors import HeadlineScorerError
+from headline_scorer.cli_common import LogOption, MappingOption, fail_cleanly
 from headline_scorer.cli_models import register as register_model_commands
 from headline_scorer.cli_stream import register as register_stream_commands
 from headline_scorer.logconfig import configure_logging
@@ -29,31 +27,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 DataOption = Annotated[Path, typer.Option("--data", help="Input CSV file.")]
-MappingOption = Annotated[
-    str,
-    typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file."),
-]
-LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
-
-
-def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except HeadlineScorerError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def train(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", help="Output directory for checkpoints, report, plots.")],
@@ -88,7 +66,7 @@ def train(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def evaluate(
     model: Annotated[Path, typer.Option("--model", help="Training output directory or checkpoint.")],
     data: DataOption,
@@ -116,7 +94,7 @@ def evaluate(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def predict(
     model: Annotated[Path, typer.Option("--model", help="Training output directory or checkpoint.")],
     data: DataOption,
@@ -140,7 +118,7 @@ def predict(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def sample(
     out: Annotated[Path, typer.Option("--out", help="Directory for train.csv, inference.csv, ab_tests.csv.")],
 ) -> None:
@@ -152,7 +130,7 @@ def sample(
 
 
 @app.command()
-@_fail_cleanly
+@fail_cleanly
 def demo(
     out: Annotated[
         Path, typer.Option("--out", help="Where the demo keeps its model, registry and logs.")
@@ -180,7 +158,7 @@ def demo(
 
 
 register_model_commands(app)
-register_stream_commands(app, _fail_cleanly)
+register_stream_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -9,18 +9,13 @@ retrain gate exits 1 after printing the gate report.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 
-from export.errors import HeadlineScorerError
+from headline_scorer.cli_common import LogOption, MappingOption, fail_cleanly
 from headline_scorer.logconfig import configure_logging
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 RegistryOption = Annotated[
     Path,
@@ -29,27 +24,11 @@ RegistryOption = Annotated[
     ),
 ]
 KeepOption = Annotated[int, typer.Option("--keep", min=1, help="Versions to keep (older ones are pruned).")]
-MappingOption = Annotated[
-    str, typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file.")
-]
-LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
 
 models_app = typer.Typer(help="Inspect and switch the versions of a model registry.", no_args_is_help=True)
 
 
-def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except HeadlineScorerError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
-
-
-@_fail_cleanly
+@fail_cleanly
 def export(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or training output dir.")],
     registry: RegistryOption,
@@ -86,7 +65,7 @@ def export(
 
 
 @models_app.command("list")
-@_fail_cleanly
+@fail_cleanly
 def list_versions(
     registry: RegistryOption, as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False
 ) -> None:
@@ -108,7 +87,7 @@ def list_versions(
 
 
 @models_app.command("show")
-@_fail_cleanly
+@fail_cleanly
 def show(version: Annotated[str, typer.Argument(help="Version name.")], registry: RegistryOption) -> None:
     """Print a version's manifest."""
     from export.manifest import read_manifest
@@ -118,7 +97,7 @@ def show(version: Annotated[str, typer.Argument(help="Version name.")], registry
 
 
 @models_app.command("promote")
-@_fail_cleanly
+@fail_cleanly
 def promote(version: Annotated[str, typer.Argument(help="Version name.")], registry: RegistryOption) -> None:
     """Verify a version and make it current."""
     from export.registry import Registry
@@ -128,7 +107,7 @@ def promote(version: Annotated[str, typer.Argument(help="Version name.")], regis
 
 
 @models_app.command("rollback")
-@_fail_cleanly
+@fail_cleanly
 def rollback(registry: RegistryOption) -> None:
     """Make the version before the current one current."""
     from export.registry import Registry
@@ -136,7 +115,7 @@ def rollback(registry: RegistryOption) -> None:
     typer.echo(f"current: {Registry(registry).rollback()}")
 
 
-@_fail_cleanly
+@fail_cleanly
 def retrain(
     data: Annotated[Path, typer.Option("--data", help="Training CSV.")],
     registry: RegistryOption,

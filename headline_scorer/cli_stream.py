@@ -8,15 +8,13 @@ heavy imports happen inside the commands.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from headline_scorer.cli_common import LogOption, fail_cleanly
 from headline_scorer.logconfig import configure_logging
-
-LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
 
 
 def broker(
@@ -103,8 +101,8 @@ def worker(log_level: LogOption = None) -> None:
     run_worker(settings)
 
 
-def register(app: typer.Typer, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    """Add the streaming commands to ``app``; ``wrap`` turns deliberate errors into clean exits."""
-    app.command("broker")(wrap(broker))
-    app.command("replay")(wrap(replay))
-    app.command("worker")(wrap(worker))
+def register(app: typer.Typer) -> None:
+    """Add the streaming commands to ``app`` (deliberate errors become clean exits)."""
+    app.command("broker")(fail_cleanly(broker))
+    app.command("replay")(fail_cleanly(replay))
+    app.command("worker")(fail_cleanly(worker))

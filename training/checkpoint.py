@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,30 +18,11 @@ from typing import Any
 import torch
 
 from export.errors import CheckpointError
+from export.registry import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -51,6 +30,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buffer.getvalue())
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write checkpoint ({exc})") from exc

@@ -1,0 +1,34 @@
+"""What every ``headline-scorer`` command module shares: clean exits on deliberate errors, common options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from export.errors import HeadlineScorerError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MappingOption = Annotated[
+    str,
+    typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file."),
+]
+LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
+
+
+def fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
+    """A deliberate error (:class:`HeadlineScorerError`) becomes one line on stderr and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except HeadlineScorerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
