@@ -229,6 +229,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
             console.print(f"replaying {len(rows)} sample headlines at {config.rate:.0f}/s")
             with Live(console=console, refresh_per_second=4) as live:
                 rendered = asyncio.run(replay_and_watch(live))
+            if not console.is_terminal:  # Live leaves its last line open when output is a file or pipe
+                console.line()
             console.print(rendered)
             if not outcome.complete:
                 raise DemoError(
