@@ -200,24 +200,21 @@ class Contender:
     started_at: float = 0.0
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "INPUT_TOPIC": self.topics.input,
-                "OUTPUT_TOPIC": self.topics.output,
-                "DLQ_TOPIC": self.topics.dlq,
-                "TOPIC_PARTITIONS": "4",
-                "MODEL_REGISTRY": str(self.registry),
-                "SCORER_APP_ID": f"bench-{self.name}-{uuid.uuid4().hex[:6]}",
-                "WEB_HOST": "127.0.0.1",
-                "WEB_PORT": str(self.port),
-                "LOG_LEVEL": "INFO",
-                "PYTHONPATH": str(ROOT),
-            }
+        from stream.settings import StreamSettings
+
+        settings = StreamSettings.from_env(
+            kafka_bootstrap_servers=self.bootstrap,
+            input_topic=self.topics.input,
+            output_topic=self.topics.output,
+            dlq_topic=self.topics.dlq,
+            topic_partitions=4,
+            model_registry=self.registry,
+            scorer_app_id=f"bench-{self.name}-{uuid.uuid4().hex[:6]}",
+            web_host="127.0.0.1",
+            web_port=self.port,
+            log_level="INFO",
         )
-        env.update(self.extra_env)
-        return env
+        return {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT), **self.extra_env}
 
     def start(self) -> Contender:
         with self.log_path.open("ab") as log:

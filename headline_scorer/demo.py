@@ -168,15 +168,12 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
     with EmbeddedBroker(log_path=config.out / "broker.log") as broker:
         console.print(f"embedded broker: {broker.bootstrap}")
         port = free_port()
-        env = {
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "MODEL_REGISTRY": str(registry.root.resolve()),
-            "WEB_HOST": "127.0.0.1",
-            "WEB_PORT": str(port),
-            "SCORER_APP_ID": "headline-scorer-demo",
-        }
         settings = StreamSettings.from_env(
-            kafka_bootstrap_servers=broker.bootstrap, model_registry=registry.root, web_port=port
+            kafka_bootstrap_servers=broker.bootstrap,
+            model_registry=registry.root.resolve(),
+            web_host="127.0.0.1",
+            web_port=port,
+            scorer_app_id="headline-scorer-demo",
         )
         ensure_topics_sync(settings)
         log_path = config.out / "worker.log"
@@ -184,7 +181,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
         with log_path.open("ab") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "headline_scorer.cli", "worker"],
-                env={**os.environ, **env},
+                env={**os.environ, **settings.as_env()},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the demo; it stops the worker in order

@@ -116,6 +116,21 @@ class StreamSettings(BaseSettings):
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
 
+    def as_env(self) -> dict[str, str]:
+        """The environment that :meth:`from_env` reads back into equal settings (for a child process).
+
+        Unset optional fields are left out; the SASL password is in clear text, as the child needs it.
+        """
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[name.upper()] = str(value)
+        return env
+
     @property
     def uses_ssl(self) -> bool:
         return self.kafka_security_protocol in ("SSL", "SASL_SSL")

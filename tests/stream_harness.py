@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from export.registry import Registry
 from stream.broker import free_port
+from stream.settings import StreamSettings
 from tests.export_support import _tempdir, sample_checkpoint, sample_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,26 +61,21 @@ class WorkerProcess:
     command: Sequence[str] = (sys.executable, "-m", "headline_scorer.cli", "worker")
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "INPUT_TOPIC": self.topics.input,
-                "OUTPUT_TOPIC": self.topics.output,
-                "DLQ_TOPIC": self.topics.dlq,
-                "TOPIC_PARTITIONS": "4",
-                "MODEL_REGISTRY": str(self.registry),
-                "SCORER_APP_ID": self.app_id,
-                "WEB_HOST": "127.0.0.1",
-                "WEB_PORT": str(self.port),
-                "RELOAD_POLL_SECONDS": "0.5",
-                "COMMIT_INTERVAL_SECONDS": "0.5",
-                "LOG_LEVEL": "INFO",
-                "PYTHONPATH": str(ROOT),
-            }
+        settings = StreamSettings.from_env(
+            kafka_bootstrap_servers=self.bootstrap,
+            input_topic=self.topics.input,
+            output_topic=self.topics.output,
+            dlq_topic=self.topics.dlq,
+            topic_partitions=4,
+            model_registry=self.registry,
+            scorer_app_id=self.app_id,
+            web_host="127.0.0.1",
+            web_port=self.port,
+            reload_poll_seconds=0.5,
+            commit_interval_seconds=0.5,
+            log_level="INFO",
         )
-        env.update(self.extra_env)
-        return env
+        return {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT), **self.extra_env}
 
     def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor

@@ -162,3 +162,37 @@ def test_ssl_without_cafile_uses_system_cas(monkeypatch: pytest.MonkeyPatch) -> 
     kwargs = StreamSettings.from_env().kafka_security_kwargs()
     assert set(kwargs) == {"security_protocol", "ssl_context"}
     assert kwargs["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["plaintext", "sasl-ssl"])
+def test_as_env_reads_back_into_equal_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secure: bool
+) -> None:
+    import certifi
+
+    overrides: dict[str, object] = {
+        "kafka_bootstrap_servers": "broker-1:9093,broker-2:9093",
+        "input_topic": "in-x",
+        "output_topic": "out-x",
+        "dlq_topic": "dlq-x",
+        "model_registry": tmp_path / "registry",
+        "batch_max_wait_seconds": 0.125,
+        "web_port": 0,
+        "log_level": "debug",
+    }
+    if secure:
+        overrides |= {
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_mechanism": "PLAIN",
+            "kafka_sasl_username": "scorer",
+            "kafka_sasl_password": PASSWORD,
+            "kafka_ssl_cafile": Path(certifi.where()),
+        }
+    settings = StreamSettings.from_env(**overrides)
+    env = settings.as_env()
+    assert ("KAFKA_SASL_PASSWORD" in env) is secure  # unset optional fields are left out
+    if secure:
+        assert env["KAFKA_SASL_PASSWORD"] == PASSWORD  # the child process needs it in clear
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert StreamSettings.from_env() == settings
