@@ -116,6 +116,8 @@ class FeatureBatch:
     n_words: NDArray[np.float64]  # [B] word tokens
     unknown_share: NDArray[np.float64]  # [B] share of word tokens not in the vocabulary
     category_known: NDArray[np.bool_]  # [B] category present and seen in training
+    # [B] features per row: the rest of the row is padding (None: not known, the whole row counts)
+    token_counts: NDArray[np.int32] | None = None
 
     def __len__(self) -> int:
         return int(self.category_ids.shape[0])

@@ -37,6 +37,11 @@ _N_PIECE_STATS = 6
 #: Per title: the piece statistics summed, then the normalized length and whether it has a quote.
 _TITLE_STATS = struct.Struct("<8i")
 _N_TITLE_STATS = 8
+#: Per raw chunk (a run of non-whitespace in the raw title): the piece statistics of the normalized
+#: chunks it becomes summed, then how many normalized chunks, their characters, and whether it has a quote.
+_RAW_STATS = struct.Struct("<9i")
+_N_RAW_STATS = 9
+_NO_CUT = 1 << 40
 #: Starts the cache key of a title's bigrams (never inside a chunk: control characters become spaces).
 _BIGRAMS = "\x00"
 _first = itemgetter(0)
@@ -78,6 +83,7 @@ class Featurizer:
         cap = state.config.max_features_per_title
         self._prefixes = np.arange(cap) < np.arange(cap + 1)[:, None]  # [cap + 1, cap]
         self._piece_cache: dict[str, _Entry] = {}
+        self._raw_cache: dict[str, _Entry] = {}
         self._title_cache: dict[str, _Entry] = {}
         self._slices: dict[int, list[slice]] = {}
         w_lo, w_hi = state.config.word_ngrams or (0, -1)
@@ -97,6 +103,7 @@ class Featurizer:
         """Forget every cached title, chunk and token (the outputs do not change)."""
         self._title_cache.clear()
         self._piece_cache.clear()
+        self._raw_cache.clear()
 
     def _gram_slices(self, size: int) -> list[slice]:
         """Where the character n-grams of a padded token of ``size`` characters are, by n then start."""
@@ -147,10 +154,79 @@ class Featurizer:
         totals = map(sum, zip(*map(_PIECE_STATS.unpack, map(_second, parts)), strict=True))
         return self._store(key, (b"".join(map(_first, parts)), _PIECE_STATS.pack(*totals)))
 
+    def _raw_piece(self, raw: str) -> _Entry:
+        """A raw chunk not in the raw-chunk cache: the normalized chunks it becomes, joined (cached)."""
+        chunks, _ = normalized_chunks(raw, _NO_CUT)
+        cache = self._piece_cache
+        parts = [cache.get(c) or self._piece(c) for c in chunks]
+        totals = map(sum, zip(*map(_PIECE_STATS.unpack, map(_second, parts)), strict=True))
+        stats = _RAW_STATS.pack(
+            *(list(totals) or [0] * _N_PIECE_STATS),
+            len(chunks),
+            sum(map(len, chunks)),
+            _QUOTE.search(raw) is not None,
+        )
+        if len(self._raw_cache) >= self._CACHE_LIMIT:
+            self._raw_cache.clear()
+        entry = (b"".join(map(_first, parts)), stats)
+        self._raw_cache[raw] = entry
+        return entry
+
+    def _raw_titles(self, titles: list[str]) -> tuple[bytes, NDArray[np.int32]] | None:
+        """The joined ids and the per-title statistics of new titles, from their raw chunks.
+
+        Normalisation (NFKC, control characters to spaces, case folding) acts per character, never
+        joins characters across whitespace and only ever splits a raw chunk further, so a title's
+        normalized chunks are its raw chunks' normalized chunks in order: cached per raw chunk, a
+        known word costs no normalisation at all. None when a title needs the cut at
+        ``max_title_chars`` (or the pre-cut of the raw title), which only the normalized path does.
+        """
+        max_chars = self._config.max_title_chars
+        if max(map(len, titles), default=0) > 2 * max_chars:
+            return None
+        keys = list(map(str.split, titles))
+        all_keys = list(itertools.chain.from_iterable(keys))
+        cache = self._raw_cache
+        pieces = _fill_misses(list(map(cache.get, all_keys)), all_keys, cache, self._raw_piece)
+        raw_stats = np.frombuffer(b"".join(map(_second, pieces)), dtype=_IDS).reshape(-1, _N_RAW_STATS)
+        sums = _segment_sums(raw_stats, np.fromiter(map(len, keys), np.int32, len(keys)))
+        stats = np.empty((len(titles), _N_TITLE_STATS), dtype=_IDS)
+        stats[:, :_N_PIECE_STATS] = sums[:, :_N_PIECE_STATS]
+        stats[:, _N_PIECE_STATS] = sums[:, _N_PIECE_STATS + 1] + np.maximum(sums[:, _N_PIECE_STATS] - 1, 0)
+        if np.any(stats[:, _N_PIECE_STATS] > max_chars):
+            return None
+        stats[:, _N_PIECE_STATS + 1] = sums[:, _N_PIECE_STATS + 2] > 0
+        return b"".join(map(_first, pieces)), stats
+
+    def _raw_title(self, title: str) -> _Entry | None:
+        """:meth:`_raw_titles` for one title, in plain Python (numpy calls cost more on one row)."""
+        max_chars = self._config.max_title_chars
+        if len(title) > 2 * max_chars:
+            return None
+        cache = self._raw_cache
+        pieces = [cache.get(k) or self._raw_piece(k) for k in title.split()]
+        totals = list(map(sum, zip(*map(_RAW_STATS.unpack, map(_second, pieces)), strict=True)))
+        totals = totals or [0] * _N_RAW_STATS
+        length = totals[_N_PIECE_STATS + 1] + max(totals[_N_PIECE_STATS] - 1, 0)
+        if length > max_chars:
+            return None
+        row = _TITLE_STATS.pack(*totals[:_N_PIECE_STATS], length, totals[_N_PIECE_STATS + 2] > 0)
+        return b"".join(map(_first, pieces)), row
+
     def _titles(self, titles: list[str]) -> tuple[list[_Entry], bytes, NDArray[np.int32]]:
         """Titles not in the cache, computed together (one join over all their chunks, counts
         summed per title in numpy) and cached: their entries, and their ids and statistics joined."""
         size = len(titles)
+        if not self._bigrams:
+            if size == 1:
+                entry = self._raw_title(titles[0])
+                if entry is not None:
+                    self._cache_titles(titles, [entry])
+                    return [entry], entry[0], np.frombuffer(entry[1], dtype=_IDS).reshape(1, _N_TITLE_STATS)
+            else:
+                found = self._raw_titles(titles)
+                if found is not None:
+                    return self._split_titles(titles, *found)
         max_chars = self._config.max_title_chars
         keys: list[list[str]] = []
         lengths: list[int] = []
@@ -178,7 +254,14 @@ class Featurizer:
         stats[:, :_N_PIECE_STATS] = _segment_sums(piece_stats, np.fromiter(map(len, keys), np.int32, size))
         stats[:, _N_PIECE_STATS] = lengths
         stats[:, _N_PIECE_STATS + 1] = quotes
-        # cut the joined ids and statistics back into one entry per title (C-level slicing)
+        return self._split_titles(titles, blob, stats)
+
+    def _split_titles(
+        self, titles: list[str], blob: bytes, stats: NDArray[np.int32]
+    ) -> tuple[list[_Entry], bytes, NDArray[np.int32]]:
+        """Cut the joined ids and statistics of new titles back into one entry per title (C-level
+        slicing) and cache them."""
+        size = len(titles)
         ends = stats[:, 0].cumsum() * _IDS.itemsize
         blobs = map(
             blob.__getitem__, map(slice, (ends - stats[:, 0] * _IDS.itemsize).tolist(), ends.tolist())
@@ -224,6 +307,7 @@ class Featurizer:
         numeric[:, 5] = stats[:, 7]
         unknown = np.zeros(size)
         np.divide(stats[:, 2], n_words, out=unknown, where=n_words > 0)
+        token_counts = np.minimum(stats[:, 0], self._config.max_features_per_title)
         token_ids, token_weights = self._bags(np.frombuffer(blob, dtype=_IDS), stats[:, 0])
         if categories is None:
             category_ids = np.zeros(size, dtype=np.int64)
@@ -242,6 +326,7 @@ class Featurizer:
             n_words=n_words,
             unknown_share=unknown,
             category_known=category_ids > 0,
+            token_counts=token_counts,
         )
 
     def _bags(

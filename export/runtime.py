@@ -95,6 +95,13 @@ def make_session(model: bytes | Path, intra_op_threads: int = 1) -> ort.Inferenc
     return session
 
 
+#: Rows per ONNX call when scoring a batch. The bag materialises [rows, features, embedding] floats:
+#: at 256 rows that is ~26 MB, which evicts the featurizer's caches between batches; 64-row calls
+#: (each trimmed to its longest row) cost less in the call and in the featurizer after it
+#: (benchmarks/README.md, session 4).
+ROWS_PER_CALL = 64
+
+
 class Scorer:
     """Featurizer + ONNX session + numpy post-processing (no manifest, no verification)."""
 
@@ -105,8 +112,13 @@ class Scorer:
         scaling: Scaling,
         calibration: Calibration,
         quality_threshold: float,
+        *,
+        rows_per_call: int = ROWS_PER_CALL,
     ) -> None:
+        if rows_per_call < 1:
+            raise ValueError(f"rows_per_call: expected >= 1, got {rows_per_call}")
         self.session = session
+        self._rows_per_call = rows_per_call
         self.featurizer = Featurizer(state)
         self._log_min = scaling.log_min
         self._span = scaling.log_max - scaling.log_min
@@ -114,16 +126,34 @@ class Scorer:
         self._threshold = quality_threshold
 
     def model_outputs(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray]:
-        """The bare ONNX call: (normalized CTR, quality logit) as float64."""
+        """The bare ONNX call on the whole batch: (normalized CTR, quality logit) as float64."""
         if len(batch) == 0:
             return np.zeros(0), np.zeros(0)
+        return self._run(batch, slice(None), batch.token_ids.shape[1])
+
+    def chunked_outputs(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray]:
+        """:meth:`model_outputs` in calls of at most ``rows_per_call`` rows, each call's token axis
+        cut to its longest row (the cut columns are padding: weight 0, so the outputs are equal)."""
+        size = len(batch)
+        step = self._rows_per_call
+        counts = batch.token_counts
+        if size <= step and counts is None:
+            return self.model_outputs(batch)
+        ctr, logit = np.empty(size), np.empty(size)
+        for start in range(0, size, step):
+            rows = slice(start, min(start + step, size))
+            width = batch.token_ids.shape[1] if counts is None else max(int(counts[rows].max()), 1)
+            ctr[rows], logit[rows] = self._run(batch, rows, width)
+        return ctr, logit
+
+    def _run(self, batch: FeatureBatch, rows: slice, width: int) -> tuple[FloatArray, FloatArray]:
         ctr, logit = self.session.run(
             None,
             {
-                "token_ids": batch.token_ids,
-                "token_weights": batch.token_weights,
-                "category_ids": batch.category_ids,
-                "numeric": batch.numeric,
+                "token_ids": np.ascontiguousarray(batch.token_ids[rows, :width]),
+                "token_weights": np.ascontiguousarray(batch.token_weights[rows, :width]),
+                "category_ids": batch.category_ids[rows],
+                "numeric": batch.numeric[rows],
             },
         )
         return np.asarray(ctr, dtype=np.float64), np.asarray(logit, dtype=np.float64)
@@ -133,7 +163,7 @@ class Scorer:
             raise ScoringError(f"expected one category per title, got {len(categories)} for {len(titles)}")
         seen = [c if c else None for c in categories]
         batch = self.featurizer.transform(titles, seen)
-        ctr_norm, logit = self.model_outputs(batch)
+        ctr_norm, logit = self.chunked_outputs(batch)
         p = np.clip(_sigmoid(logit), self._eps, 1.0 - self._eps)
         prob = _sigmoid(self._a * (np.log(p) - np.log1p(-p)) + self._b)
         ctr = np.expm1(ctr_norm * self._span + self._log_min)
@@ -212,7 +242,9 @@ def check_canaries(scorer: Scorer, manifest: Manifest, source: str) -> float:
     return diff
 
 
-def load_model(version_dir: Path, *, intra_op_threads: int = 1) -> ScoringModel:
+def load_model(
+    version_dir: Path, *, intra_op_threads: int = 1, rows_per_call: int = ROWS_PER_CALL
+) -> ScoringModel:
     """Verify a version directory and build its scorer (see the module docstring)."""
     version_dir = Path(version_dir)
     manifest = read_manifest(version_dir)
@@ -225,7 +257,14 @@ def load_model(version_dir: Path, *, intra_op_threads: int = 1) -> ScoringModel:
         str(version_dir / MODEL_FILE),
     )
     state = load_feature_state(version_dir / FEATURE_STATE_FILE)
-    scorer = Scorer(session, state, manifest.target_scaling, manifest.calibration, manifest.quality_threshold)
+    scorer = Scorer(
+        session,
+        state,
+        manifest.target_scaling,
+        manifest.calibration,
+        manifest.quality_threshold,
+        rows_per_call=rows_per_call,
+    )
     diff = check_canaries(scorer, manifest, str(version_dir))
     logger.info(
         "loaded model %s from %s (%d canaries, max diff %.2g, %d intra-op thread(s))",

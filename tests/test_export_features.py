@@ -265,6 +265,37 @@ def test_fast_featurizer_matches_reference(sample_dir: Path, config: FeatureConf
     _assert_same(new.transform(mixed), ref.transform(mixed))
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        FeatureConfig(word_ngrams=(1, 1), char_ngrams=(1, 4)),
+        FeatureConfig(word_ngrams=None, char_ngrams=(2, 4), max_features_per_title=40),
+        FeatureConfig(word_ngrams=(1, 1), char_ngrams=None, max_title_chars=40),
+    ],
+    ids=["trainer-default", "capped", "cut-40"],
+)
+def test_raw_chunk_path_matches_reference(sample_dir: Path, config: FeatureConfig) -> None:
+    # Without word bigrams, new titles are featurized from their raw (unnormalized) whitespace
+    # chunks; a batch with a title that needs the cut takes the normalized path. Both must give
+    # the reference's outputs, for every hard string that fits, alone and mixed with real titles.
+    titles, cats = _sample(sample_dir)
+    state = fit_feature_state(titles[:300] + CHUNKY, [*cats[:300], *([None] * len(CHUNKY))], config)
+    limit = config.max_title_chars
+    fits = [t for t in HARD + CHUNKY if len(reference_normalize(t, 10**6)) <= limit and len(t) <= 2 * limit]
+    expands = "\ufdfa" * 3  # NFKC turns each of these into 18 characters: short raw, long normalized
+    assert len(fits) >= 10
+    new = Featurizer(state)
+    ref = ReferenceFeaturizer(state)
+    batches = [fits, fits[::-1], [*titles[300:400], *fits], *([t] for t in fits), [*fits, expands], [expands]]
+    for batch in batches:
+        new._title_cache.clear()
+        _assert_same(new.transform(batch), ref.transform(batch))
+    assert new._raw_cache  # the raw path ran
+    # raw chunks cached, titles new: the path the stream takes for a new headline with known words
+    new._title_cache.clear()
+    _assert_same(new.transform([*fits, *titles[300:400]]), ref.transform([*fits, *titles[300:400]]))
+
+
 @pytest.mark.parametrize("max_chars", [1, 7, 40, 300])
 def test_normalized_chunks_match_normalize_title(sample_dir: Path, max_chars: int) -> None:
     titles, _ = _sample(sample_dir)

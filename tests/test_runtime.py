@@ -45,6 +45,29 @@ def test_any_batch_size_scores(size: int) -> None:
     np.testing.assert_array_equal(scores.quality_label, scores.quality_prob >= threshold)
 
 
+@pytest.mark.parametrize("rows_per_call", [1, 3, 64, 1000])
+def test_scoring_in_row_chunks_equals_one_call(rows_per_call: int) -> None:
+    # score() runs the model in calls of rows_per_call rows, each cut to its longest row; the
+    # cut columns are padding, so the outputs equal one call on the whole padded batch.
+    model = load_model(exported_version(), rows_per_call=rows_per_call)
+    data = sample_data()
+    titles = [*data.titles[:150], "", "x", "word " * 200]  # lengths from 0 to the feature cap
+    cats = [*(data.categories or [None] * 150)[:150], None, "nope", None]
+    scorer = model.scorer
+    batch = scorer.featurizer.transform(titles, cats)
+    assert batch.token_counts is not None and batch.token_counts.min() == 0
+    assert batch.token_counts.max() == batch.token_ids.shape[1]
+    assert np.all(batch.token_ids[np.arange(batch.token_ids.shape[1]) >= batch.token_counts[:, None]] == 0)
+    whole = scorer.model_outputs(batch)
+    chunked = scorer.chunked_outputs(batch)
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+    scores = model.score(titles, cats)
+    np.testing.assert_allclose(scores.ctr_normalized, whole[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="rows_per_call"):
+        load_model(exported_version(), rows_per_call=0)
+
+
 def test_scores_do_not_depend_on_batch_composition() -> None:
     model = load_model(exported_version())
     data = sample_data()
