@@ -55,12 +55,16 @@ class Featurizer:
     """Applies a fitted :class:`FeatureState`; never refits.
 
     Tokens never cross whitespace and character n-grams stay inside a token, so
-    a title's features are its whitespace chunks' features in order. Per new
-    title the work is one normalisation (no NFKC for ASCII) and a C-level
-    ``str.split``; each chunk's feature ids and counts are cached as packed
-    bytes (one cache for chunks and tokens: a one-token chunk is its token),
-    and the regex tokenizer and the vocabulary lookups run only on a cache
-    miss. The chunks of all new titles of a batch are assembled together (one
+    a title's features are its whitespace chunks' features in order. Normalisation
+    acts per character and never joins across whitespace, so that holds for the
+    raw title's chunks too: per new title the work is a C-level ``str.split`` of
+    the raw title and one cache lookup per raw chunk, whose entry holds the
+    feature ids and counts of the normalized chunks it becomes (titles that need
+    the length cut, and configurations with word bigrams, normalise the whole
+    title first, as the reference does). Normalized chunks and tokens are cached
+    too (one cache: a one-token chunk is its token), as packed bytes; the
+    normalisation, the regex tokenizer and the vocabulary lookups run only on a
+    cache miss. The chunks of all new titles of a batch are assembled together (one
     ``bytes.join``, counts summed per title in numpy), and each new title's
     packed ids and statistics are cached (bounded), so a repeated headline
     costs one dictionary lookup. TF-IDF weighting, the L2 norm and padding are
