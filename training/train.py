@@ -1,9 +1,12 @@
 """The training loop: seeded, validated, early-stopped, resumable.
 
 ``train`` fits (or, with ``resume``, restores) the feature state, target
-scaling and label rule, trains the dual-task model with a hybrid loss, keeps
-the best checkpoint by validation loss, then calibrates the quality
-probability and chooses its threshold on the validation rows.
+scaling and label rule, trains the dual-task model with a hybrid loss (plus,
+with ``rank_weight`` and a group column, a within-group ranking loss on
+group-aware batches: ``training.ranking``; the epoch's train loss then includes
+it, the validation loss does not), keeps the best checkpoint by validation loss,
+then calibrates the quality probability and chooses its threshold on the
+validation rows.
 """
 
 from __future__ import annotations
