@@ -204,3 +204,16 @@ def test_checkpoint_from_before_the_ranking_loss_resumes(tmp_path: Path, ab_test
     assert resumed.start_epoch == 3 and len(resumed.history) == 4
     stored = json.loads(load_checkpoint(tmp_path / "resumed" / LAST_CHECKPOINT)["train_config"])
     assert (stored["rank_weight"], stored["rank_pairs"]) == (0.0, "all")
+
+
+def test_full_loss_counts_every_within_group_pair_once(ab_tests: HeadlineData) -> None:
+    index = np.arange(len(ab_tests), dtype=np.int64)
+    rows = RankingRows.build(ab_tests, index, "z")
+    ctr = torch.from_numpy(np.random.default_rng(0).uniform(0.05, 0.95, size=len(ab_tests)))
+    assert ab_tests.raw_ctr is not None
+    observed = torch.from_numpy(ab_tests.raw_ctr)
+    whole = rows.full_loss(ctr, observed, batch_size=len(ab_tests))
+    everything = rows.loss(ctr, observed, torch.from_numpy(index))
+    assert whole == pytest.approx(float(everything), rel=1e-9)
+    assert rows.full_loss(ctr, observed, batch_size=8) == pytest.approx(whole, rel=1e-9)
+    assert whole > 0

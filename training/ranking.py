@@ -74,6 +74,32 @@ def group_batches(
     return batches
 
 
+def rank_loss_terms(
+    scores: torch.Tensor,
+    observed: torch.Tensor,
+    groups: torch.Tensor,
+    headlines: torch.Tensor | None = None,
+    pair_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighted sum of the pair losses and the sum of the weights (see ``pairwise_rank_loss``)."""
+    if scores.ndim != 1 or observed.shape != scores.shape or groups.shape != scores.shape:
+        raise ValueError(
+            "expected 1-D scores, observed and groups of one length, got shapes "
+            f"{tuple(scores.shape)}, {tuple(observed.shape)}, {tuple(groups.shape)}"
+        )
+    n = scores.shape[0]
+    sign = torch.sign(observed.unsqueeze(1) - observed.unsqueeze(0))
+    mask = (groups.unsqueeze(1) == groups.unsqueeze(0)) & (sign != 0)
+    mask &= torch.ones(n, n, dtype=torch.bool).triu(diagonal=1)
+    if headlines is not None:
+        mask &= headlines.unsqueeze(1) != headlines.unsqueeze(0)
+    weight = mask.to(scores.dtype)
+    if pair_weights is not None:
+        weight = weight * pair_weights.to(scores.dtype)
+    margin = sign.to(scores.dtype) * (scores.unsqueeze(1) - scores.unsqueeze(0))
+    return (weight * torch.nn.functional.softplus(-margin)).sum(), weight.sum()
+
+
 def pairwise_rank_loss(
     scores: torch.Tensor,
     observed: torch.Tensor,
@@ -90,25 +116,10 @@ def pairwise_rank_loss(
     (``[B, B]``, non-negative) weights the pairs. Zero, still attached to the graph,
     when no pair counts.
     """
-    if scores.ndim != 1 or observed.shape != scores.shape or groups.shape != scores.shape:
-        raise ValueError(
-            "expected 1-D scores, observed and groups of one length, got shapes "
-            f"{tuple(scores.shape)}, {tuple(observed.shape)}, {tuple(groups.shape)}"
-        )
-    n = scores.shape[0]
-    sign = torch.sign(observed.unsqueeze(1) - observed.unsqueeze(0))
-    mask = (groups.unsqueeze(1) == groups.unsqueeze(0)) & (sign != 0)
-    mask &= torch.ones(n, n, dtype=torch.bool).triu(diagonal=1)
-    if headlines is not None:
-        mask &= headlines.unsqueeze(1) != headlines.unsqueeze(0)
-    weight = mask.to(scores.dtype)
-    if pair_weights is not None:
-        weight = weight * pair_weights.to(scores.dtype)
-    total = weight.sum()
-    if float(total) == 0.0:
+    total, weight = rank_loss_terms(scores, observed, groups, headlines, pair_weights)
+    if float(weight) == 0.0:
         return scores.sum() * 0.0
-    margin = sign.to(scores.dtype) * (scores.unsqueeze(1) - scores.unsqueeze(0))
-    return (weight * torch.nn.functional.softplus(-margin)).sum() / total
+    return total / weight
 
 
 def _pair_z(clicks: torch.Tensor, imps: torch.Tensor) -> torch.Tensor:
@@ -173,5 +184,25 @@ class RankingRows:
             scores, observed, self.groups[index], self.headlines[index], self.pair_weights(index)
         )
 
+    @torch.no_grad()
+    def full_loss(self, ctr: torch.Tensor, observed: torch.Tensor, batch_size: int = 1024) -> float:
+        """The ranking loss over every within-group pair of all rows (``ctr``/``observed`` of every row).
 
-__all__ = ["RankPairs", "RankingRows", "group_batches", "pairwise_rank_loss"]
+        Groups are packed whole into blocks of about ``batch_size`` rows (fixed order), so
+        every within-group pair is counted once; 0 when there is no pair.
+        """
+        total = weight = 0.0
+        for index in group_batches(self.groups.numpy(), batch_size, torch.Generator().manual_seed(0)):
+            scores = torch.logit(ctr[index].double(), eps=_LOGIT_EPS)
+            s, w = rank_loss_terms(
+                scores,
+                observed[index].double(),
+                self.groups[index],
+                self.headlines[index],
+                self.pair_weights(index),
+            )
+            total, weight = total + float(s), weight + float(w)
+        return total / weight if weight > 0 else 0.0
+
+
+__all__ = ["RankPairs", "RankingRows", "group_batches", "pairwise_rank_loss", "rank_loss_terms"]

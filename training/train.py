@@ -3,8 +3,8 @@
 ``train`` fits (or, with ``resume``, restores) the feature state, target
 scaling and label rule, trains the dual-task model with a hybrid loss (plus,
 with ``rank_weight`` and a group column, a within-group ranking loss on
-group-aware batches: ``training.ranking``; the epoch's train loss then includes
-it, the validation loss does not), keeps the best checkpoint by validation loss,
+group-aware batches: ``training.ranking``; the train and validation losses
+then include it), keeps the best checkpoint by validation loss,
 then calibrates the quality probability and chooses its threshold on the
 validation rows.
 """
@@ -286,9 +286,11 @@ def train(
         }
 
     ranker: RankingRows | None = None
+    val_ranker: RankingRows | None = None
     if config.rank_weight > 0:
         if data.groups is not None:
             ranker = RankingRows.build(data, train_index, config.rank_pairs)
+            val_ranker = RankingRows.build(data, val_index, config.rank_pairs)
         else:
             notes.append("rank_weight > 0 ignored: the data has no group column (no within-group pairs)")
             logger.info(notes[-1])
@@ -318,6 +320,9 @@ def train(
             optimizer.step()
             running += loss.item() * part.ctr.shape[0]
         val_loss, val_acc, val_mae = evaluate_loss(model, loss_fn, val_t, 1024)
+        if val_ranker is not None:  # early stopping and the scheduler see the whole objective
+            val_ctr, _ = predict_logits(model, val_t, 1024)
+            val_loss += config.rank_weight * val_ranker.full_loss(torch.from_numpy(val_ctr), val_t.ctr)
         scheduler.step(val_loss)
         record = EpochRecord(
             epoch=epoch,
