@@ -132,7 +132,7 @@ def test_batch_order_is_seeded() -> None:
 
 # --------------------------------------------------------------------------- training with the loss
 
-FAST = TrainConfig(epochs=3, patience=50, learning_rate=2e-3)
+FAST = TrainConfig(epochs=3, patience=50, learning_rate=2e-3, rank_weight=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_training_with_the_ranking_loss(tmp_path: Path, ab_tests: HeadlineData) 
 @pytest.mark.slow
 def test_rank_weight_without_groups_changes_nothing(tmp_path: Path) -> None:
     seed = load_dataset(SAMPLE_DATA / "train.csv", SEED)
-    config = TrainConfig(epochs=2, patience=50)
+    config = TrainConfig(epochs=2, patience=50, rank_weight=0.0)
     plain = train(seed, tmp_path / "plain", config, progress=False)
     ranked = train(seed, tmp_path / "ranked", config.model_copy(update={"rank_weight": 1.0}), progress=False)
     assert [r.train_loss for r in plain.history] == [r.train_loss for r in ranked.history]
@@ -200,6 +200,8 @@ def test_checkpoint_from_before_the_ranking_loss_resumes(tmp_path: Path, ab_test
     payload["train_config"] = json.dumps(config)
     payload.pop("format_version")
     save_checkpoint(path, payload)
+    # Trained without the ranking loss, so resumed without it (not with today's default).
+    assert TrainConfig().rank_weight > 0
     resumed = train(ab_tests, tmp_path / "resumed", TrainConfig(epochs=1), resume=path, progress=False)
     assert resumed.start_epoch == 3 and len(resumed.history) == 4
     stored = json.loads(load_checkpoint(tmp_path / "resumed" / LAST_CHECKPOINT)["train_config"])

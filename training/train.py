@@ -64,6 +64,8 @@ class TrainConfig(BaseModel):
     maps to the median raw CTR. The model has a wide (linear) path on the bag next to the MLP,
     started from a closed-form ridge fit on the training rows (``training.wide_init``): the
     trunk alone stayed about 0.02-0.03 AUC below that ridge (benchmarks/results/model_sweep_session3.json).
+    With a group column a within-group ranking loss (weight 1, all pairs) lifts Upworthy's pairwise
+    accuracy by about 0.05 (benchmarks/results/rank_sweep_session4.json); without one it is not used.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -92,7 +94,7 @@ class TrainConfig(BaseModel):
     )
     ridge_alpha: float = Field(default=2.0, gt=0, description="Ridge penalty of wide_init='ridge'.")
     rank_weight: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
         description="Weight of the within-group ranking loss (training.ranking); only with a group column.",
     )
@@ -173,7 +175,9 @@ def train(
     previous: TrainedModel | None = None
     if resume is not None:
         previous = TrainedModel.from_checkpoint(resume)
-        saved = TrainConfig.model_validate_json(previous.checkpoint["train_config"])
+        stored = json.loads(previous.checkpoint["train_config"])
+        stored.setdefault("rank_weight", 0.0)  # saved before the ranking loss existed: trained without it
+        saved = TrainConfig.model_validate(stored)
         config = saved.model_copy(update={"epochs": config.epochs, "seed": config.seed})
     seed_everything(config.seed)
 
