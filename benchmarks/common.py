@@ -11,9 +11,12 @@ Every benchmark compares models on the same rows:
   headlines on one side (``training.split.grouped_split``, 20 % held out,
   ``SPLIT_SEED``). Pairwise accuracy within tests of the predicted CTR, on all
   pairs and on significant pairs (|z| > 1.96), as ``training.metrics`` defines
-  it (a tie in the prediction scores 0.5), and also on the pairs whose two
-  headlines differ (half of all pairs are image-only variants that no headline
-  model can order).
+  it (a tie in the prediction scores 0.5), over *headline* pairs: the packages of
+  one test sharing a headline (image-only variants) are pooled first
+  (``pairwise_accuracy(..., titles=...)``, the issue's "headline pairs"). For
+  information also per package (the definition before session 4, where half of
+  all pairs are image-only variants that no headline model can order) and per
+  package over the pairs whose two headlines differ.
 
 A model is a ``FitPredict``: ``fit_predict(train_rows, test_rows)`` returns the
 predicted normalized CTR and a quality score for the test rows.
@@ -35,7 +38,7 @@ from numpy.typing import NDArray
 
 from training.data import HeadlineData, load_dataset
 from training.mapping import SEED, UPWORTHY
-from training.metrics import classification_metrics, pairwise_accuracy
+from training.metrics import classification_metrics, headline_key, pairwise_accuracy
 from training.split import connected_groups, grouped_split
 
 DATA_DIR = Path(
@@ -151,6 +154,8 @@ def evaluate_seed(
 
 @dataclass
 class PairScore:
+    """Upworthy pairwise figures; ``all``/``significant`` are the target's (headline pairs)."""
+
     all: float
     significant: float
     distinct_all: float
@@ -161,32 +166,45 @@ class PairScore:
     distinct_significant_pairs: int
     quality_all: float | None = None
     quality_significant: float | None = None
+    pooled_rows: int = 0
+    package_all: float | None = None  # per package, as before session 4 (image variants tie)
+    package_significant: float | None = None
+    package_pairs: int | None = None
+    package_significant_pairs: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def evaluate_pairs(test: HeadlineData, predicted: FloatArray, quality: FloatArray | None = None) -> PairScore:
-    """Pairwise accuracy of ``predicted`` within tests of ``test``, all pairs and distinct-headline pairs."""
+    """Pairwise accuracy of ``predicted`` within tests of ``test``: headline pairs (the target),
+    per package, and per package over distinct-headline pairs."""
     assert test.groups is not None and test.raw_ctr is not None
-    full = pairwise_accuracy(test.groups, test.raw_ctr, predicted, test.clicks, test.impressions)
-    norm = np.array([" ".join(t.casefold().split()) for t in test.titles])
+    counts = (test.clicks, test.impressions)
+    headline = pairwise_accuracy(test.groups, test.raw_ctr, predicted, *counts, titles=test.titles)
+    package = pairwise_accuracy(test.groups, test.raw_ctr, predicted, *counts)
+    norm = np.array([headline_key(t) for t in test.titles])
     distinct = _distinct_pair_accuracy(test, norm, predicted)
     q_all = q_sig = None
     if quality is not None:
-        qr = pairwise_accuracy(test.groups, test.raw_ctr, quality, test.clicks, test.impressions)
+        qr = pairwise_accuracy(test.groups, test.raw_ctr, quality, *counts, titles=test.titles)
         q_all, q_sig = qr.accuracy, qr.accuracy_significant
     return PairScore(
-        all=full.accuracy,
-        significant=full.accuracy_significant,
+        all=headline.accuracy,
+        significant=headline.accuracy_significant,
         distinct_all=distinct[0],
         distinct_significant=distinct[1],
-        pairs=full.pairs,
-        significant_pairs=full.significant_pairs,
+        pairs=headline.pairs,
+        significant_pairs=headline.significant_pairs,
         distinct_pairs=distinct[2],
         distinct_significant_pairs=distinct[3],
         quality_all=q_all,
         quality_significant=q_sig,
+        pooled_rows=headline.pooled_rows,
+        package_all=package.accuracy,
+        package_significant=package.accuracy_significant,
+        package_pairs=package.pairs,
+        package_significant_pairs=package.significant_pairs,
     )
 
 

@@ -3,6 +3,7 @@
 Run from the project root::
 
     PYTHONPATH=. .venv/bin/python benchmarks/train_targets.py [--folds 5] [--fold-seed 0] [--config '{"epochs": 20}']
+        [--only seed|upworthy|full ...]
 
 1. seed ``train.csv``, K-fold CV (publish-time features: title + category):
    ``training.train.train`` on each fold's training rows (it splits off its own
@@ -11,13 +12,16 @@ Run from the project root::
    and CTR MAE at least 8 % below predicting the training-fold mean.
 2. Upworthy ``packages.csv`` split by test id (identical headlines on one side):
    pairwise accuracy within held-out tests of the predicted CTR >= 0.70 on
-   significant pairs (|z| > 1.96) and >= 0.60 on all pairs (as
-   ``training.metrics.pairwise_accuracy`` counts them: a tie scores 0.5). The
-   same accuracy over pairs whose headlines differ is printed for information.
+   significant pairs (|z| > 1.96) and >= 0.60 on all pairs, over headline pairs
+   (``training.metrics.pairwise_accuracy`` with ``titles``: the packages of a test
+   sharing a headline are pooled first; a tie scores 0.5). The per-package figures
+   (the definition before session 4) and the per-package accuracy over pairs whose
+   headlines differ are printed for information.
 3. Full training on the whole Upworthy file in a child process: wall time
    <= 600 s and peak RSS < 4 GB (``resource.getrusage``), one torch thread.
 
-Prints a table and writes ``benchmarks/results/train_targets.json``.
+Prints a table and writes ``benchmarks/results/train_targets.json`` (with ``--only``,
+``train_targets_only-<parts>.json`` unless ``--out`` is given, so the full record is kept).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ SIG_TARGET = 0.70
 ALL_TARGET = 0.60
 SECONDS_TARGET = 600.0
 RSS_TARGET_MB = 4096.0
+PARTS = ("seed", "upworthy", "full")
 
 
 def _config(raw: str | None) -> Any:
@@ -99,8 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recommended", action="store_true", help="use benchmarks.project_model.recommended_config()"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "train_targets.json")
+    parser.add_argument("--out", type=Path, help="results JSON (default: results/train_targets.json)")
     parser.add_argument("--skip-full", action="store_true", help="skip target 3 (full Upworthy training)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="run only these parts (repeatable): seed (target 1), upworthy (2), full (3)",
+    )
     parser.add_argument("--full-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -115,22 +126,31 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.project_model import project_fit
 
     config = _config(args.config)
-    seed, upworthy = load_seed(), load_upworthy()
+    parts = set(args.only or PARTS) - ({"full"} if args.skip_full else set())
+    if args.out is None:
+        suffix = "" if parts == set(PARTS) else "_only-" + "-".join(p for p in PARTS if p in parts)
+        args.out = RESULTS_DIR / f"train_targets{suffix}.json"
 
-    print(f"[1/3] seed {args.folds}-fold cross-validation ...", flush=True)
     seed_log: list[dict[str, object]] = []
-    start = time.perf_counter()
-    seed_score = evaluate_seed(
-        seed, kfold(seed, args.folds, args.fold_seed), project_fit(config, seed_log, calibrated=True)
-    )
-    seed_seconds = time.perf_counter() - start
+    seed_score, seed_seconds = None, 0.0
+    if "seed" in parts:
+        print(f"[1/3] seed {args.folds}-fold cross-validation ...", flush=True)
+        seed = load_seed()
+        start = time.perf_counter()
+        seed_score = evaluate_seed(
+            seed, kfold(seed, args.folds, args.fold_seed), project_fit(config, seed_log, calibrated=True)
+        )
+        seed_seconds = time.perf_counter() - start
 
-    print("[2/3] Upworthy split by test id ...", flush=True)
     up_log: list[dict[str, object]] = []
-    pairs, up_seconds = evaluate_upworthy(upworthy, upworthy_split(upworthy), project_fit(config, up_log))
+    pairs, up_seconds = None, 0.0
+    if "upworthy" in parts:
+        print("[2/3] Upworthy split by test id ...", flush=True)
+        upworthy = load_upworthy()
+        pairs, up_seconds = evaluate_upworthy(upworthy, upworthy_split(upworthy), project_fit(config, up_log))
 
     full: dict[str, Any] = {}
-    if not args.skip_full:
+    if "full" in parts:
         print("[3/3] full Upworthy training (child process) ...", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-full-out-") as tmp:
             report = Path(tmp) / "full.json"
@@ -146,32 +166,45 @@ def main(argv: list[str] | None = None) -> int:
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "MISS"
 
-    t1 = seed_score.auc >= AUC_TARGET and seed_score.mae_gain >= GAIN_TARGET
-    t2 = pairs.significant >= SIG_TARGET and pairs.all >= ALL_TARGET
-    t3 = bool(full) and full["seconds"] <= SECONDS_TARGET and full["peak_rss_mb"] < RSS_TARGET_MB
-    rows = [
-        [
-            "1 seed quality AUC",
-            fmt(seed_score.auc),
-            f">= {AUC_TARGET}",
-            verdict(seed_score.auc >= AUC_TARGET),
-        ],
-        [
-            "1 seed CTR MAE gain vs mean",
-            f"{100 * seed_score.mae_gain:+.1f}%",
-            f">= {100 * GAIN_TARGET:.0f}%",
-            verdict(seed_score.mae_gain >= GAIN_TARGET),
-        ],
-        [
-            "2 Upworthy pairwise, significant",
-            fmt(pairs.significant),
-            f">= {SIG_TARGET}",
-            verdict(pairs.significant >= SIG_TARGET),
-        ],
-        ["2 Upworthy pairwise, all", fmt(pairs.all), f">= {ALL_TARGET}", verdict(pairs.all >= ALL_TARGET)],
-        ["  (distinct headlines, significant)", fmt(pairs.distinct_significant), "info", ""],
-        ["  (distinct headlines, all)", fmt(pairs.distinct_all), "info", ""],
-    ]
+    rows: list[list[str]] = []
+    if seed_score is not None:
+        rows += [
+            [
+                "1 seed quality AUC",
+                fmt(seed_score.auc),
+                f">= {AUC_TARGET}",
+                verdict(seed_score.auc >= AUC_TARGET),
+            ],
+            [
+                "1 seed CTR MAE gain vs mean",
+                f"{100 * seed_score.mae_gain:+.1f}%",
+                f">= {100 * GAIN_TARGET:.0f}%",
+                verdict(seed_score.mae_gain >= GAIN_TARGET),
+            ],
+        ]
+    else:
+        rows.append(["1 seed CV", "skipped", "", "-"])
+    if pairs is not None:
+        rows += [
+            [
+                "2 Upworthy pairwise, significant headline pairs",
+                fmt(pairs.significant),
+                f">= {SIG_TARGET}",
+                verdict(pairs.significant >= SIG_TARGET),
+            ],
+            [
+                "2 Upworthy pairwise, all headline pairs",
+                fmt(pairs.all),
+                f">= {ALL_TARGET}",
+                verdict(pairs.all >= ALL_TARGET),
+            ],
+            ["  (per package, significant: before session 4)", fmt(pairs.package_significant), "info", ""],
+            ["  (per package, all: before session 4)", fmt(pairs.package_all), "info", ""],
+            ["  (per package, distinct headlines, significant)", fmt(pairs.distinct_significant), "info", ""],
+            ["  (per package, distinct headlines, all)", fmt(pairs.distinct_all), "info", ""],
+        ]
+    else:
+        rows.append(["2 Upworthy pairwise", "skipped", "", "-"])
     if full:
         rows += [
             [
@@ -192,28 +225,47 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"TrainConfig: {config.model_dump_json(exclude={'features'})}")
     print(f"FeatureConfig: {config.features.model_dump_json()}")
-    print(
-        f"seed: {args.folds} folds (fold seed {args.fold_seed}), AUC per fold {seed_score.auc_folds}, best epochs "
-        f"{[r['best_epoch'] for r in seed_log]}; Upworthy: {pairs.pairs} pairs "
-        f"({pairs.significant_pairs} significant; {pairs.distinct_pairs} with distinct headlines, "
-        f"{pairs.distinct_significant_pairs} significant), best epoch {up_log[0]['best_epoch'] if up_log else '-'}"
-    )
+    if seed_score is not None:
+        print(
+            f"seed: {args.folds} folds (fold seed {args.fold_seed}), AUC per fold {seed_score.auc_folds}, "
+            f"best epochs {[r['best_epoch'] for r in seed_log]}"
+        )
+    if pairs is not None:
+        print(
+            f"Upworthy: {pairs.pairs} headline pairs ({pairs.significant_pairs} significant; "
+            f"{pairs.pooled_rows} packages pooled into a headline of their test); per package "
+            f"{pairs.package_pairs} pairs ({pairs.package_significant_pairs} significant; "
+            f"{pairs.distinct_pairs} with distinct headlines, {pairs.distinct_significant_pairs} significant), "
+            f"best epoch {up_log[0]['best_epoch'] if up_log else '-'}"
+        )
     print()
     print_table(["target", "measured", "goal", ""], rows)
+    t1 = seed_score is not None and seed_score.auc >= AUC_TARGET and seed_score.mae_gain >= GAIN_TARGET
+    t2 = pairs is not None and pairs.significant >= SIG_TARGET and pairs.all >= ALL_TARGET
+    t3 = bool(full) and full["seconds"] <= SECONDS_TARGET and full["peak_rss_mb"] < RSS_TARGET_MB
     payload = {
         "train_config": json.loads(config.model_dump_json()),
-        "seed": {
+        "seed": None
+        if seed_score is None
+        else {
             **seed_score.as_dict(),
             "folds": args.folds,
             "fold_seed": args.fold_seed,
             "seconds": seed_seconds,
             "runs": seed_log,
         },
-        "upworthy": {**pairs.as_dict(), "fit_seconds": up_seconds, "runs": up_log},
+        "upworthy": None
+        if pairs is None
+        else {
+            **pairs.as_dict(),
+            "pairs_definition": "headline pairs (packages of a test sharing a headline pooled)",
+            "fit_seconds": up_seconds,
+            "runs": up_log,
+        },
         "full_training": full,
         "verdicts": {
-            "target_1": verdict(t1),
-            "target_2": verdict(t2),
+            "target_1": verdict(t1) if seed_score is not None else "-",
+            "target_2": verdict(t2) if pairs is not None else "-",
             "target_3": verdict(t3) if full else "-",
         },
         "threads": 1,

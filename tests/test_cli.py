@@ -31,7 +31,13 @@ ARTIFACTS = {
     "metrics.json",
 }
 CORE_METRICS = ("ctr_mae_normalized", "ctr_spearman", "quality_roc_auc", "quality_f1", "quality_ece")
-PAIRWISE_METRICS = ("pairwise_accuracy", "pairwise_accuracy_significant", "pairs", "significant_pairs")
+PAIRWISE_METRICS = (
+    "pairwise_accuracy",
+    "pairwise_accuracy_significant",
+    "pairs",
+    "significant_pairs",
+    "pooled_rows",
+)
 PREDICTION_COLUMNS = ["id", "ctr", "ctr_normalized", "quality_prob", "quality_label"]
 
 

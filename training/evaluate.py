@@ -59,6 +59,7 @@ class Evaluation(BaseModel):
     pairwise_accuracy_significant: float | None = None
     pairs: int | None = None
     significant_pairs: int | None = None
+    pooled_rows: int | None = None
     pairwise_score: str | None = None
     notice: str | None = None
 
@@ -100,15 +101,23 @@ def evaluate_predictions(
         "prediction_positive_rate": float(np.mean(predictions.quality_label)) if len(predictions) else None,
     }
     if data.groups is not None:
+        # Pairs of headlines: packages of one group with the same headline (image-only variants)
+        # are pooled first (training.metrics.pairwise_accuracy).
         observed = targets.raw if targets.raw is not None else targets.normalized
         pw = pairwise_accuracy(
-            data.groups, observed, predictions.ctr_normalized, data.clicks, data.impressions
+            data.groups,
+            observed,
+            predictions.ctr_normalized,
+            data.clicks,
+            data.impressions,
+            titles=data.titles,
         )
         result |= {
             "pairwise_accuracy": _num(pw.accuracy),
             "pairwise_accuracy_significant": _num(pw.accuracy_significant),
             "pairs": pw.pairs,
             "significant_pairs": pw.significant_pairs,
+            "pooled_rows": pw.pooled_rows,
         }
     return Evaluation.model_validate(result)
 

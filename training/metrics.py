@@ -1,6 +1,7 @@
 """Evaluation metrics for the CTR regression head and the quality classification head.
 
-Pure functions over numpy arrays (numpy, scipy and scikit-learn only). Every
+Pure functions over numpy arrays (numpy, scipy and scikit-learn; titles are
+compared with the featurizer's ``export.features.normalize_title``). Every
 public function validates its inputs at the boundary and raises ``ValueError``
 with an "expected X, got Y" message; none of them emits warnings, so they are
 safe under ``filterwarnings = error``. Degenerate inputs (a constant side for
@@ -18,6 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
+
+from export.features import normalize_title
 
 logger = logging.getLogger(__name__)
 
@@ -278,6 +281,7 @@ class PairwiseResult:
     pairs: int
     accuracy_significant: float  # nan when no significant pair or counts not given
     significant_pairs: int
+    pooled_rows: int = 0  # rows merged into another row of the same headline and group (``titles``)
 
 
 def _group_codes(groups: ArrayLike) -> NDArray[np.intp]:
@@ -313,12 +317,82 @@ def _within_group_pairs(codes: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDAr
     return order[left_pos], order[right_pos]
 
 
+#: Titles are compared in full (no cut): two headlines that differ only after the featurizer's
+#: length cap are still two headlines to the readers of the A/B test.
+_NO_CUT = 1 << 40
+
+
+def headline_key(title: str) -> str:
+    """The form under which two titles count as one headline: ``normalize_title`` without its cut.
+
+    NFKC, control characters to spaces, case-folded and whitespace collapsed, so
+    whitespace and case variants of one headline are one headline.
+    """
+    return normalize_title(title, _NO_CUT)
+
+
+def _headline_codes(group_codes: NDArray[np.intp], titles: ArrayLike) -> NDArray[np.intp]:
+    arr = np.asarray(titles, dtype=object)
+    if arr.ndim != 1:
+        raise ValueError(f"titles: expected a 1-D array of strings, got shape {arr.shape}")
+    check_same_length(groups=group_codes, titles=arr)
+    index: dict[tuple[int, str], int] = {}
+    codes = np.empty(arr.size, dtype=np.intp)
+    for i, (group, title) in enumerate(zip(group_codes.tolist(), arr.tolist(), strict=True)):
+        if not isinstance(title, str):
+            raise ValueError(f"titles: expected strings, got {type(title).__name__} at row {i}")
+        codes[i] = index.setdefault((group, headline_key(title)), len(index))
+    return codes
+
+
+def _pooled_mean(codes: NDArray[np.intp], n: int, values: FloatArray) -> FloatArray:
+    """Mean of ``values`` per code; exactly the common value where all of a code's values are equal."""
+    mean = np.bincount(codes, weights=values, minlength=n) / np.bincount(codes, minlength=n).astype(
+        np.float64
+    )
+    low = np.full(n, np.inf)
+    high = np.full(n, -np.inf)
+    np.minimum.at(low, codes, values)
+    np.maximum.at(high, codes, values)
+    return np.where(low == high, low, mean)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The rows pairs are formed between (packages, or headlines after pooling)."""
+
+    groups: NDArray[np.intp]
+    observed: FloatArray
+    predicted: FloatArray
+    counts: tuple[FloatArray, FloatArray] | None
+    pooled_rows: int = 0
+
+
+def _pool_by_headline(rows: _Rows, titles: ArrayLike) -> _Rows:
+    """One row per (group, headline): counts summed, observed CTR and prediction pooled."""
+    codes = _headline_codes(rows.groups, titles)
+    n = int(codes.max()) + 1 if codes.size else 0
+    groups = np.zeros(n, dtype=np.intp)
+    groups[codes] = rows.groups
+    predicted = _pooled_mean(codes, n, rows.predicted)
+    counts: tuple[FloatArray, FloatArray] | None = None
+    if rows.counts is not None:
+        clicks = np.bincount(codes, weights=rows.counts[0], minlength=n).astype(np.float64)
+        imps = np.bincount(codes, weights=rows.counts[1], minlength=n).astype(np.float64)
+        counts = (clicks, imps)
+        observed = clicks / imps
+    else:
+        observed = _pooled_mean(codes, n, rows.observed)
+    return _Rows(groups, observed, predicted, counts, pooled_rows=rows.groups.size - n)
+
+
 def pairwise_accuracy(
     groups: ArrayLike,
     observed_ctr: ArrayLike,
     predicted: ArrayLike,
     clicks: ArrayLike | None = None,
     impressions: ArrayLike | None = None,
+    titles: ArrayLike | None = None,
 ) -> PairwiseResult:
     """Share of same-group pairs whose predicted order matches the observed CTR order.
 
@@ -327,6 +401,16 @@ def pairwise_accuracy(
     ``impressions`` the same accuracy is also reported over the pairs whose pooled
     two-proportion z-test has ``|z| > 1.96``. Fully vectorised: the cost is
     linear in the number of within-group pairs (sum of ``k (k - 1) / 2``).
+
+    With ``titles`` the pairs are formed between *headlines*, not rows: rows of one
+    group whose titles are the same headline (equal :func:`headline_key`: case,
+    whitespace and Unicode-form variants are one headline; A/B packages that differ
+    only in their image) are pooled first. A pooled headline's prediction is the mean
+    of its rows' predictions; its observed CTR is its summed clicks over its summed
+    impressions when counts are given (for every headline, so one-row headlines use
+    their own ``clicks / impressions``), else the mean of its rows' ``observed_ctr``;
+    the z-test uses the summed counts. ``PairwiseResult.pooled_rows`` counts the rows
+    merged away (rows minus headlines).
     """
     codes = _group_codes(groups)
     observed = as_float_array("observed_ctr", observed_ctr)
@@ -345,8 +429,15 @@ def pairwise_accuracy(
         check_same_length(groups=codes, clicks=c, impressions=m)
         _check_counts("clicks", c, "impressions", m)
         counts = (c, m)
+    rows = _Rows(codes, observed, pred, counts)
+    if titles is not None:
+        rows = _pool_by_headline(rows, titles)
+    return _score_pairs(rows)
 
-    left, right = _within_group_pairs(codes)
+
+def _score_pairs(rows: _Rows) -> PairwiseResult:
+    observed, pred = rows.observed, rows.predicted
+    left, right = _within_group_pairs(rows.groups)
     observed_sign = np.sign(observed[left] - observed[right])
     comparable = observed_sign != 0.0
     left, right, observed_sign = left[comparable], right[comparable], observed_sign[comparable]
@@ -357,8 +448,8 @@ def pairwise_accuracy(
     accuracy = float(np.mean(score)) if n_pairs else float("nan")
     accuracy_significant = float("nan")
     n_significant = 0
-    if counts is not None:
-        c, m = counts
+    if rows.counts is not None:
+        c, m = rows.counts
         z = two_proportion_z(c[left], m[left], c[right], m[right])
         significant = np.abs(z) > Z_CRITICAL
         n_significant = int(np.count_nonzero(significant))
@@ -369,4 +460,5 @@ def pairwise_accuracy(
         pairs=n_pairs,
         accuracy_significant=accuracy_significant,
         significant_pairs=n_significant,
+        pooled_rows=rows.pooled_rows,
     )

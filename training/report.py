@@ -101,10 +101,11 @@ def metrics_table(evaluation: Evaluation) -> str:
     ]
     if evaluation.pairs is not None:
         rows += [
-            ("Pairwise accuracy within groups (all pairs)", evaluation.pairwise_accuracy),
-            ("Pairs compared", evaluation.pairs),
+            ("Pairwise accuracy within groups (all headline pairs)", evaluation.pairwise_accuracy),
+            ("Headline pairs compared", evaluation.pairs),
             ("Pairwise accuracy (significant pairs, |z| > 1.96)", evaluation.pairwise_accuracy_significant),
             ("Significant pairs", evaluation.significant_pairs),
+            ("Rows pooled into a headline of their group", evaluation.pooled_rows),
         ]
     return "\n".join(["| metric | value |", "|---|---:|", *(f"| {k} | {_fmt(v)} |" for k, v in rows)])
 
@@ -145,6 +146,12 @@ def write_report(
     if evaluation.ctr_mae_normalized is not None and evaluation.ctr_mae_baseline_normalized:
         gain = 1 - evaluation.ctr_mae_normalized / evaluation.ctr_mae_baseline_normalized
         highlights.append(f"- CTR MAE is {gain:+.1%} better than predicting the training mean.")
+    if evaluation.pairs is not None:
+        highlights.append(
+            "- Pairwise accuracy compares headlines within a group: packages of one group sharing "
+            "a headline (case and whitespace ignored) were pooled first "
+            f"({evaluation.pooled_rows} rows merged; clicks and impressions summed, predictions averaged)."
+        )
     parts = [
         "# Training report",
         "",

@@ -1,9 +1,12 @@
 """The training loop: seeded, validated, early-stopped, resumable.
 
 ``train`` fits (or, with ``resume``, restores) the feature state, target
-scaling and label rule, trains the dual-task model with a hybrid loss, keeps
-the best checkpoint by validation loss, then calibrates the quality
-probability and chooses its threshold on the validation rows.
+scaling and label rule, trains the dual-task model with a hybrid loss (plus,
+with ``rank_weight`` and a group column, a within-group ranking loss on
+group-aware batches: ``training.ranking``; the train and validation losses
+then include it), keeps the best checkpoint by validation loss,
+then calibrates the quality probability and chooses its threshold on the
+validation rows.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from training.export_rows import CHECKPOINT_KEY as EXPORT_ROWS_KEY
 from training.export_rows import DRIFT_SAMPLE_ROWS, build_export_rows
 from training.metrics import choose_threshold
 from training.model import CtrLoss, DualHeadModel, HybridLoss, ModelConfig
-from training.predict import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainedModel, batch_tensors
+from training.predict import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainedModel
+from training.ranking import RankingRows, RankPairs, group_batches
 from training.split import grouped_split
 from training.target import LabelRule, Targets, build_targets, fit_label_rule, fit_scaling
+from training.tensors import build_tensors, evaluate_loss, predict_logits
 from training.wide_init import init_wide_from_ridge
 
 logger = logging.getLogger(__name__)
@@ -59,6 +64,8 @@ class TrainConfig(BaseModel):
     maps to the median raw CTR. The model has a wide (linear) path on the bag next to the MLP,
     started from a closed-form ridge fit on the training rows (``training.wide_init``): the
     trunk alone stayed about 0.02-0.03 AUC below that ridge (benchmarks/results/model_sweep_session3.json).
+    With a group column a within-group ranking loss (weight 1, all pairs) lifts Upworthy's pairwise
+    accuracy by about 0.05 (benchmarks/results/rank_sweep_session4.json); without one it is not used.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -86,6 +93,14 @@ class TrainConfig(BaseModel):
         default="ridge", description="Start of the wide path: zeros, or a ridge fit on the training rows."
     )
     ridge_alpha: float = Field(default=2.0, gt=0, description="Ridge penalty of wide_init='ridge'.")
+    rank_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of the within-group ranking loss (training.ranking); only with a group column.",
+    )
+    rank_pairs: RankPairs = Field(
+        default="all", description="Ranking-loss pairs: all, significant (|z| > 1.96) or weighted by |z|."
+    )
     features: FeatureConfig = DEFAULT_FEATURES
 
 
@@ -128,69 +143,6 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-@dataclass
-class _Tensors:
-    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-    ctr: torch.Tensor
-    label: torch.Tensor
-
-    def take(self, index: torch.Tensor) -> _Tensors:
-        ids, weights, cats, numeric = self.inputs
-        # Trim the padded width to what this batch needs.
-        width = max(int((weights[index] != 0).sum(dim=1).max()), 1) if index.numel() else 1
-        return _Tensors(
-            inputs=(ids[index, :width], weights[index, :width], cats[index], numeric[index]),
-            ctr=self.ctr[index],
-            label=self.label[index],
-        )
-
-
-def _tensors(
-    featurizer: Featurizer, data: HeadlineData, targets: Targets, index: NDArray[np.int64]
-) -> _Tensors:
-    sub = data.subset(index)
-    batch = featurizer.transform(sub.titles, sub.categories)
-    return _Tensors(
-        inputs=batch_tensors(batch),
-        ctr=torch.from_numpy(targets.normalized[index].astype(np.float32)),
-        label=torch.from_numpy(targets.labels[index].astype(np.float32)),
-    )
-
-
-@torch.no_grad()
-def _evaluate(
-    model: DualHeadModel, loss_fn: HybridLoss, data: _Tensors, batch_size: int
-) -> tuple[float, float, float]:
-    """Validation loss, accuracy (probability >= 0.5) and MAE on normalized CTR."""
-    model.eval()
-    n = data.ctr.shape[0]
-    total = correct = abs_err = 0.0
-    for start in range(0, n, batch_size):
-        part = data.take(torch.arange(start, min(start + batch_size, n)))
-        ctr, logit = model(*part.inputs)
-        loss, _, _ = loss_fn(ctr, logit, part.ctr, part.label)
-        size = part.ctr.shape[0]
-        total += float(loss) * size
-        correct += float(((logit >= 0).float() == part.label).sum())
-        abs_err += float((ctr - part.ctr).abs().sum())
-    return total / n, correct / n, abs_err / n
-
-
-@torch.no_grad()
-def _logits(
-    model: DualHeadModel, data: _Tensors, batch_size: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    model.eval()
-    ctrs, logits = [], []
-    n = data.ctr.shape[0]
-    for start in range(0, n, batch_size):
-        part = data.take(torch.arange(start, min(start + batch_size, n)))
-        ctr, logit = model(*part.inputs)
-        ctrs.append(ctr.double().numpy())
-        logits.append(logit.double().numpy())
-    return np.concatenate(ctrs), np.concatenate(logits)
-
-
 def train(
     data: HeadlineData,
     out_dir: Path,
@@ -223,7 +175,9 @@ def train(
     previous: TrainedModel | None = None
     if resume is not None:
         previous = TrainedModel.from_checkpoint(resume)
-        saved = TrainConfig.model_validate_json(previous.checkpoint["train_config"])
+        stored = json.loads(previous.checkpoint["train_config"])
+        stored.setdefault("rank_weight", 0.0)  # saved before the ranking loss existed: trained without it
+        saved = TrainConfig.model_validate(stored)
         config = saved.model_copy(update={"epochs": config.epochs, "seed": config.seed})
     seed_everything(config.seed)
 
@@ -250,8 +204,8 @@ def train(
         rule = fit_label_rule(data, provisional, train_index)
     targets = build_targets(data, scaling, rule)
     featurizer = Featurizer(state)
-    train_t = _tensors(featurizer, data, targets, train_index)
-    val_t = _tensors(featurizer, data, targets, val_index)
+    train_t = build_tensors(featurizer, data, targets, train_index)
+    val_t = build_tensors(featurizer, data, targets, val_index)
 
     positives = float(train_t.label.sum())
     negatives = float(train_t.label.numel()) - positives
@@ -335,6 +289,15 @@ def train(
             "history": json.dumps([r.as_dict() for r in history]),
         }
 
+    ranker: RankingRows | None = None
+    val_ranker: RankingRows | None = None
+    if config.rank_weight > 0:
+        if data.groups is not None:
+            ranker = RankingRows.build(data, train_index, config.rank_pairs)
+            val_ranker = RankingRows.build(data, val_index, config.rank_pairs)
+        else:
+            notes.append("rank_weight > 0 ignored: the data has no group column (no within-group pairs)")
+            logger.info(notes[-1])
     out_dir.mkdir(parents=True, exist_ok=True)
     best_path = out_dir / BEST_CHECKPOINT
     generator = torch.Generator().manual_seed(config.seed)
@@ -344,18 +307,26 @@ def train(
     best_epoch = start_epoch
     for epoch in range(start_epoch + 1, start_epoch + config.epochs + 1):
         model.train()
-        order = torch.randperm(n_train, generator=generator)
+        if ranker is None:
+            order = torch.randperm(n_train, generator=generator)
+            batches = [order[s : s + config.batch_size] for s in range(0, n_train, config.batch_size)]
+        else:  # whole groups per batch, so the ranking loss sees pairs
+            batches = group_batches(ranker.groups.numpy(), config.batch_size, generator)
         running = 0.0
-        batches = range(0, n_train, config.batch_size)
-        for start in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=progress is False or None):
-            part = train_t.take(order[start : start + config.batch_size])
+        for index in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=progress is False or None):
+            part = train_t.take(index)
             optimizer.zero_grad()
             ctr, logit = model(*part.inputs)
             loss, _, _ = loss_fn(ctr, logit, part.ctr, part.label)
+            if ranker is not None:
+                loss = loss + config.rank_weight * ranker.loss(ctr, part.ctr, index)
             loss.backward()
             optimizer.step()
             running += loss.item() * part.ctr.shape[0]
-        val_loss, val_acc, val_mae = _evaluate(model, loss_fn, val_t, 1024)
+        val_loss, val_acc, val_mae = evaluate_loss(model, loss_fn, val_t, 1024)
+        if val_ranker is not None:  # early stopping and the scheduler see the whole objective
+            val_ctr, _ = predict_logits(model, val_t, 1024)
+            val_loss += config.rank_weight * val_ranker.full_loss(torch.from_numpy(val_ctr), val_t.ctr)
         scheduler.step(val_loss)
         record = EpochRecord(
             epoch=epoch,
@@ -392,7 +363,7 @@ def train(
         best_epoch = start_epoch
 
     best = TrainedModel.from_checkpoint(best_path)
-    _, val_logits = _logits(best.model, val_t, 1024)
+    _, val_logits = predict_logits(best.model, val_t, 1024)
     raw_probs = 1.0 / (1.0 + np.exp(-val_logits))
     val_labels = targets.labels[val_index]
     calibrator, cal_report = calibrate(val_labels, raw_probs)
