@@ -8,6 +8,7 @@ Every error the project raises on purpose derives from one root, so a caller
     │   ├── CsvReadError          missing file, wrong encoding, empty file, unparsable CSV
     │   ├── CsvValidationError    missing columns, wrong types, out-of-range values, duplicate ids
     │   └── MappingError          an unknown or malformed column mapping
+    ├── TrainConfigError          a training configuration (file or --set) that is invalid
     ├── CheckpointError           a checkpoint that cannot be written, read or trusted
     ├── FeatureStateError         fitted text/category state that is missing or inconsistent
     ├── ArtifactError             a model artifact (export/registry/runtime) that cannot be used
@@ -45,6 +46,10 @@ class CsvValidationError(DataError):
 
 class MappingError(DataError):
     """A column mapping that is unknown or malformed."""
+
+
+class TrainConfigError(HeadlineScorerError):
+    """A training configuration file or ``--set KEY=VALUE`` that is unreadable or invalid."""
 
 
 class CheckpointError(HeadlineScorerError):

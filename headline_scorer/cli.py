@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from headline_scorer.cli_common import LogOption, MappingOption, fail_cleanly
+from headline_scorer.cli_common import LogOption, MappingOption, SetOption, TrainConfigOption, fail_cleanly
 from headline_scorer.cli_models import register as register_model_commands
 from headline_scorer.cli_stream import register as register_stream_commands
 from headline_scorer.logconfig import configure_logging
@@ -41,20 +41,24 @@ def train(
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs to run.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed.")] = None,
+    config: TrainConfigOption = None,
+    settings: SetOption = None,
     log_level: LogOption = None,
 ) -> None:
     """Validate a CSV, train the dual-task model, evaluate it and write the report."""
     configure_logging(log_level)
+    from training.config_file import build_train_config
     from training.data import load_dataset
     from training.mapping import resolve_mapping
     from training.run import ensure_trainable, run_training
-    from training.train import TrainConfig
 
+    train_config = build_train_config(
+        config, settings or (), {"epochs": epochs, "seed": seed}, resuming=resume is not None
+    )
     dataset = load_dataset(data, resolve_mapping(mapping))
     ensure_trainable(dataset, resume)
     typer.echo(dataset.summary.render(), err=True)
-    overrides = {k: v for k, v in {"epochs": epochs, "seed": seed}.items() if v is not None}
-    outcome = run_training(dataset, out, TrainConfig.model_validate(overrides), resume=resume)
+    outcome = run_training(dataset, out, train_config, resume=resume)
     if outcome.result is None:
         typer.echo(f"inference-only: wrote predictions to {out / 'predictions.csv'}")
         return

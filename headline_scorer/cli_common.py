@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
@@ -18,6 +19,17 @@ MappingOption = Annotated[
     typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file."),
 ]
 LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
+TrainConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Training settings (TrainConfig fields) as a JSON or TOML file."),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="One training setting KEY=VALUE (repeatable; features.* for nested), e.g. quality_weight=0.5.",
+    ),
+]
 
 
 def fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:

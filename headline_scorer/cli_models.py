@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from headline_scorer.cli_common import LogOption, MappingOption, fail_cleanly
+from headline_scorer.cli_common import LogOption, MappingOption, SetOption, TrainConfigOption, fail_cleanly
 from headline_scorer.logconfig import configure_logging
 
 RegistryOption = Annotated[
@@ -128,15 +128,22 @@ def retrain(
         typer.Option("--tolerance", help="Allowed degradation of AUC and CTR MAE (negative: demand gain)."),
     ] = 0.005,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs to train this round.")] = None,
+    config_file: TrainConfigOption = None,
+    settings: SetOption = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Train from scratch even if a current version exists.")
     ] = False,
     keep: KeepOption = 5,
     log_level: LogOption = None,
 ) -> None:
-    """Retrain (continuing from the current version), gate against it, export and publish if not worse."""
+    """Retrain (continuing from the current version), gate against it, export and publish if not worse.
+
+    --config/--set apply when a model is trained from scratch (--fresh, or no current version);
+    a continued model keeps the settings it was trained with, except the epochs.
+    """
     configure_logging(log_level)
     from export.registry import Registry
+    from training.config_file import build_train_config
     from training.data import load_dataset
     from training.mapping import resolve_mapping
     from training.retrain import (
@@ -146,14 +153,13 @@ def retrain(
         retrain_loop,
         retrain_once,
     )
-    from training.train import TrainConfig
 
     try:
         period = None if every is None else parse_duration(every)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--every") from None
     reg = Registry(registry, keep=keep)
-    config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
+    config = build_train_config(config_file, settings or (), {"epochs": epochs})
 
     def one_round() -> None:
         dataset = load_dataset(data, resolve_mapping(mapping))
