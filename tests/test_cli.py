@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import subprocess
@@ -15,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from headline_scorer.cli import app
+from tests.cli_support import explain, invoke
 from training.data import load_dataset
 from training.mapping import SEED
 
@@ -39,27 +38,6 @@ PAIRWISE_METRICS = (
     "pooled_rows",
 )
 PREDICTION_COLUMNS = ["id", "ctr", "ctr_normalized", "quality_prob", "quality_label"]
-
-
-def invoke(*args: str | Path) -> Result:
-    """Run the app in-process; stdout and stderr are kept apart (click >= 8.2).
-
-    Commands reconfigure the root logger onto the runner's (then closed) stderr, so the
-    logging set-up is restored afterwards for the tests that follow.
-    """
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        return CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
-def explain(result: Result) -> str:
-    return (
-        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{result.exception!r}"
-    )
 
 
 def number(value: object) -> bool:

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from headline_scorer.cli import app
+from tests.cli_support import invoke
 from training.data import HeadlineData, load_dataset
 from training.mapping import UPWORTHY
 from training.metrics import headline_key, pairwise_accuracy
 from training.predict import BEST_CHECKPOINT, TrainedModel
 
 pytestmark = pytest.mark.slow
-
-
-def _invoke(*args: str | Path) -> Result:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        return CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +25,13 @@ def ab_data(sample_dir: Path) -> HeadlineData:
 def ab_model(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("ab-headlines")
     args = ("train", "--data", sample_dir / "ab_tests.csv", "--mapping", "upworthy", "--epochs", "2")
-    result = _invoke(*args, "--out", out)
+    result = invoke(*args, "--out", out)
     assert result.exit_code == 0, result.stderr
     return out
 
 
 def test_evaluate_json_counts_headline_pairs(ab_model: Path, ab_data: HeadlineData, sample_dir: Path) -> None:
-    result = _invoke(
+    result = invoke(
         "evaluate",
         "--model",
         ab_model,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner, Result
 
 from export.errors import ExportError
 from export.manifest import read_manifest
@@ -20,7 +18,7 @@ from export.parity import HARD_ROWS
 from export.registry import Registry
 from export.runtime import load_model
 from headline_scorer import SAMPLE_DATA
-from headline_scorer.cli import app
+from tests.cli_support import invoke
 from tests.export_support import exported_version, sample_checkpoint, sample_data
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import HeadlineData, load_dataset
@@ -30,17 +28,6 @@ from training.mapping import UPWORTHY
 from training.train import TrainConfig, train
 
 FLOAT_KEYS = ("raw_ctr", "ctr_normalized_given", "clicks", "impressions")
-
-
-def _invoke(*args: str | Path) -> Result:
-    """Run the CLI in-process, restoring the logging set-up the command replaces."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        return CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def _bits(values: np.ndarray | None) -> list[int] | None:
@@ -202,7 +189,7 @@ def test_old_checkpoint_without_rows_needs_data(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"no stored validation and training rows.*--data, or retrain"):
         export_version(old, None, tmp_path / "v")
     assert not (tmp_path / "v").exists()
-    cli = _invoke("export", "--checkpoint", old, "--registry", tmp_path / "reg", "--log-level", "WARNING")
+    cli = invoke("export", "--checkpoint", old, "--registry", tmp_path / "reg", "--log-level", "WARNING")
     assert cli.exit_code == 2 and "--data" in cli.stderr and len(cli.stderr.strip().splitlines()) == 1
     assert Registry(tmp_path / "reg").versions() == []
     # With the training CSV the old checkpoint still exports, as before.
@@ -213,7 +200,7 @@ def test_old_checkpoint_without_rows_needs_data(tmp_path: Path) -> None:
 def test_cli_export_without_data_publishes(tmp_path: Path) -> None:
     reg = tmp_path / "reg"
     args = ("--checkpoint", sample_checkpoint(), "--registry", reg, "--log-level", "WARNING")
-    result = _invoke("export", *args)
+    result = invoke("export", *args)
     assert result.exit_code == 0, result.output
     version = Registry(reg).current_version()
     assert version is not None and f"exported {version}" in result.stdout
@@ -221,7 +208,7 @@ def test_cli_export_without_data_publishes(tmp_path: Path) -> None:
     assert manifest.training["drift_reference_source"] == "checkpoint sample"
     # --data is still accepted (another registry: the same model within the same second has the same name).
     other = tmp_path / "other"
-    again = _invoke(
+    again = invoke(
         "export", "--checkpoint", sample_checkpoint(), "--registry", other,
         "--data", SAMPLE_DATA / "train.csv", "--log-level", "WARNING",
     )  # fmt: skip

@@ -35,8 +35,8 @@ from stream.app import faust_kwargs
 from stream.metrics import ScorerMetrics
 from stream.reload import ModelHolder
 from stream.settings import StreamSettings
+from tests.cli_support import explain, invoke
 from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
-from tests.test_cli import explain, invoke
 
 
 class _Payload:

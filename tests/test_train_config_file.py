@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from export.errors import TrainConfigError
-from tests.test_cli import explain, invoke
+from tests.cli_support import explain, invoke
 from training.config_file import build_train_config, parse_set
 from training.train import TrainConfig
 

@@ -20,9 +20,9 @@ import pytest
 from typer.testing import Result
 
 from export.registry import Registry
+from tests.cli_support import explain, invoke
 from tests.export_support import sample_checkpoint
 from tests.stream_harness import template_registry
-from tests.test_cli import explain, invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "id,post_title,category_name,Normalized URL CTR\n"
