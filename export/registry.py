@@ -256,7 +256,12 @@ class Registry:
             logger.info("registry %s: pruned %s", self.root, version)
 
     def clean_staging(self, older_than: timedelta | None = None) -> list[Path]:
-        """Remove staging directories untouched for ``older_than`` (default ``staging_grace``)."""
+        """Remove staging directories untouched for ``older_than`` (default ``staging_grace``).
+
+        A registry directory that does not exist has nothing to clean and is not created.
+        """
+        if not self.root.is_dir():
+            return []
         with self._locked():
             return self._clean_staging(self.staging_grace if older_than is None else older_than)
 

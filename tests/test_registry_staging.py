@@ -80,3 +80,9 @@ def test_publish_cleans_stale_staging_but_loading_does_not(tmp_path: Path) -> No
     assert not stale.exists() and fresh.is_dir()
     assert registry.versions() == [first, second] and registry.current_version() == second
     assert sorted(p.name for p in registry.root.iterdir() if p.name.startswith(".")) == [".lock", fresh.name]
+
+
+def test_clean_staging_on_a_missing_registry_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet" / "registry"
+    assert Registry(missing).clean_staging() == []
+    assert not missing.exists() and not missing.parent.exists()
