@@ -93,6 +93,13 @@ class TrainConfig(BaseModel):
         default="ridge", description="Start of the wide path: zeros, or a ridge fit on the training rows."
     )
     ridge_alpha: float = Field(default=2.0, gt=0, description="Ridge penalty of wide_init='ridge'.")
+    ridge_within: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="With a group column: share of the group mean taken out of the ridge start's rows "
+        "(1: within-group fit, 0: plain ridge; training.wide_init).",
+    )
     rank_weight: float = Field(
         default=1.0,
         ge=0,
@@ -239,6 +246,8 @@ def train(
             train_t.ctr.double().numpy(),
             train_t.label.double().numpy(),
             config.ridge_alpha,
+            groups=None if data.groups is None else data.groups[train_index],
+            within=config.ridge_within,
         )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
