@@ -99,7 +99,7 @@ def init_wide_from_ridge(
         raise ValueError("the model has no wide path (ModelConfig.wide is False)")
     if not 0.0 <= within <= 1.0:
         raise ValueError(f"within: expected a value in [0, 1], got {within}")
-    matrix = _bag_matrix(token_ids, token_weights, model.config.n_features)
+    matrix: Any = _bag_matrix(token_ids, token_weights, model.config.n_features)
     if groups is None or within == 0.0:
         within = 0.0
         ridge = Ridge(alpha=alpha).fit(matrix, ctr)
