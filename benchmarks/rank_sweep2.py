@@ -46,6 +46,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "within_0.8": {"ridge_within": 0.8},
     "within_1": {"ridge_within": 1.0},
     "within_0.5": {"ridge_within": 0.5},
+    "within_0.8_z": {"ridge_within": 0.8, "rank_pairs": "z"},
+    "within_0.8_w3_z": {"ridge_within": 0.8, "rank_weight": 3.0, "rank_pairs": "z"},
+    "within_0.8_alpha8": {"ridge_within": 0.8, "ridge_alpha": 8.0},
 }
 
 
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default=",".join(VARIANTS), help="names from VARIANTS, comma-separated")
     parser.add_argument("--seeds", default="42,1,2,3,4", help="TrainConfig seeds, comma-separated")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the Upworthy test-id split")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "rank_sweep2_session4.json")
     args = parser.parse_args(argv)
 
@@ -62,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     from training.train import TrainConfig
 
     data = load_upworthy()
-    split = upworthy_split(data)
+    split = upworthy_split(data, args.split_seed)
     train_idx, test_idx = split
     train_rows, test_rows = data.subset(train_idx), data.subset(test_idx)
     truth = upworthy_target(test_rows, train_rows)
     train_truth = upworthy_target(train_rows)
     mae_of_mean = float(np.mean(np.abs(truth - train_truth.mean())))
+    if args.split_seed != 0 and args.out == RESULTS_DIR / "rank_sweep2_session4.json":
+        args.out = RESULTS_DIR / f"rank_sweep2_session4_split{args.split_seed}.json"
     seeds = [int(s) for s in args.seeds.split(",") if s]
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]
@@ -76,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, Any] = {"runs": []}
     if args.out.exists():
         payload = json.loads(args.out.read_text(encoding="utf-8"))
-    done = {(r["variant"], r["seed"]) for r in payload["runs"]}
+    done = {(r["variant"], r["seed"], r.get("split_seed", 0)) for r in payload["runs"]}
     for name in names:
         for seed in seeds:
-            if (name, seed) in done:
+            if (name, seed, args.split_seed) in done:
                 continue
             config = TrainConfig().model_copy(update={**VARIANTS[name], "seed": seed})
             log: list[dict[str, object]] = []
@@ -91,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 "variant": name,
                 "overrides": VARIANTS[name],
                 "seed": seed,
+                "split_seed": args.split_seed,
                 **pairs.as_dict(),
                 "ctr_mae_normalized": float(np.mean(np.abs(ctr - truth))),
                 "best_epoch": log[0]["best_epoch"],
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     "headline pairs; ctr_mae_normalized on the held-out rows",
                     "base_config": json.loads(TrainConfig().model_dump_json()),
                     "ctr_mae_normalized_of_training_mean": mae_of_mean,
+                    "split_seed": args.split_seed,
                     "threads": 1,
                     "machine": platform.platform(),
                 }
@@ -116,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     rows = []
-    for name in dict.fromkeys(r["variant"] for r in payload["runs"]):
-        runs = [r for r in payload["runs"] if r["variant"] == name]
+    for name, split_seed in dict.fromkeys((r["variant"], r.get("split_seed", 0)) for r in payload["runs"]):
+        runs = [r for r in payload["runs"] if (r["variant"], r.get("split_seed", 0)) == (name, split_seed)]
         sig = [r["significant"] for r in runs]
         every = [r["all"] for r in runs]
         mae = [r["ctr_mae_normalized"] for r in runs]
         rows.append(
             [
-                name,
+                f"{name} (split {split_seed})",
                 " ".join(f"{r['seed']}:{fmt(r['significant'])}/{fmt(r['all'])}" for r in runs),
                 f"{fmt(float(np.mean(sig)))} / {fmt(float(np.mean(every)))}",
                 f"{np.mean(mae):.4f}",
