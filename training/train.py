@@ -108,6 +108,11 @@ class TrainConfig(BaseModel):
     rank_pairs: RankPairs = Field(
         default="all", description="Ranking-loss pairs: all, significant (|z| > 1.96) or weighted by |z|."
     )
+    rank_pool_headlines: bool = Field(
+        default=False,
+        description="Ranking loss over headlines: pool the rows of one headline in a group, weight "
+        "each headline pair once (training.ranking).",
+    )
     features: FeatureConfig = DEFAULT_FEATURES
 
 
@@ -302,8 +307,9 @@ def train(
     val_ranker: RankingRows | None = None
     if config.rank_weight > 0:
         if data.groups is not None:
-            ranker = RankingRows.build(data, train_index, config.rank_pairs)
-            val_ranker = RankingRows.build(data, val_index, config.rank_pairs)
+            pool = config.rank_pool_headlines
+            ranker = RankingRows.build(data, train_index, config.rank_pairs, pool)
+            val_ranker = RankingRows.build(data, val_index, config.rank_pairs, pool)
         else:
             notes.append("rank_weight > 0 ignored: the data has no group column (no within-group pairs)")
             logger.info(notes[-1])
