@@ -50,6 +50,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "within_0.8_w3_z": {"ridge_within": 0.8, "rank_weight": 3.0, "rank_pairs": "z"},
     "within_0.8_alpha8": {"ridge_within": 0.8, "ridge_alpha": 8.0},
     "pool": {"rank_pool_headlines": True},
+    "within_auto": {"ridge_within": "auto"},
+    "within_auto_pool": {"ridge_within": "auto", "rank_pool_headlines": True},
     "within_0.8_pool": {"ridge_within": 0.8, "rank_pool_headlines": True},
     "within_0.8_pool_z": {"ridge_within": 0.8, "rank_pool_headlines": True, "rank_pairs": "z"},
 }

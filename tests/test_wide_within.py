@@ -14,7 +14,7 @@ from training.mapping import SEED, UPWORTHY
 from training.model import DualHeadModel, ModelConfig
 from training.predict import TrainedModel
 from training.train import TrainConfig, train
-from training.wide_init import init_wide_from_ridge
+from training.wide_init import init_wide_from_ridge, random_effects_theta
 
 GOOD = 2  # feature id of a word that lifts CTR within a test; id 1 is in every title
 
@@ -58,14 +58,23 @@ def _wide_ctr(model: DualHeadModel, ids: torch.Tensor, weights: torch.Tensor) ->
     return np.asarray(ctr.numpy(), dtype=np.float64)
 
 
-@pytest.mark.parametrize("within", [1.0, 0.8])
-def test_within_group_fit_orders_the_rows_of_a_test(within: float) -> None:
+@pytest.mark.parametrize("within", [1.0, 0.8, "auto"])
+def test_within_group_fit_orders_the_rows_of_a_test(within: float | str) -> None:
     ids, weights, ctr, groups = _confounded_tests()
     labels = (ctr > np.repeat(ctr.reshape(-1, 4).mean(axis=1), 4)).astype(np.float64)
     plain, inside = _wide_model(), _wide_model()
     init_wide_from_ridge(plain, ids, weights, ctr, labels, alpha=0.1)
-    info = init_wide_from_ridge(inside, ids, weights, ctr, labels, alpha=0.1, groups=groups, within=within)
-    assert info.within == within
+    info = init_wide_from_ridge(
+        inside,
+        ids,
+        weights,
+        ctr,
+        labels,
+        alpha=0.1,
+        groups=groups,
+        within=within,  # type: ignore[arg-type]
+    )
+    assert info.within == pytest.approx(within) if within != "auto" else 0.85 < info.within < 0.95
     assert plain.wide_weight is not None and inside.wide_weight is not None
     # The plain ridge learns the between-test confound (GOOD lowers CTR), the within fit the effect.
     assert float(plain.wide_weight[GOOD, 0].detach()) < 0 < float(inside.wide_weight[GOOD, 0].detach())
@@ -95,8 +104,36 @@ def test_within_is_ignored_without_groups_and_checked() -> None:
 
 def test_train_config_bounds_ridge_within() -> None:
     assert TrainConfig(ridge_within=1.0).ridge_within == 1.0
-    with pytest.raises(ValueError):
-        TrainConfig(ridge_within=1.5)
+    assert TrainConfig.model_validate_json('{"ridge_within": "auto"}').ridge_within == "auto"
+    for bad in (1.5, -0.2, "fixed"):
+        with pytest.raises(ValueError):
+            TrainConfig(ridge_within=bad)  # type: ignore[arg-type]
+
+
+def test_random_effects_theta_by_hand() -> None:
+    # Two tests of two rows: means 1 and 11; within variance (1+1+1+1)/(4-2) = 2; between mean
+    # square 2*25 + 2*25 = 100, n0 = (4 - 8/4)/1 = 2, so s_u = (100 - 2)/2 = 49 and
+    # theta = 1 - sqrt(2 / (2 + 2*49)).
+    theta = random_effects_theta(np.array([0.0, 2.0, 10.0, 12.0]), np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(theta, [1 - np.sqrt(0.02)] * 2, rtol=1e-12)
+
+
+def test_random_effects_theta_follows_the_between_share() -> None:
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 9, size=300)
+    codes = np.repeat(np.arange(sizes.size), sizes)
+    noise = rng.normal(0.0, 1.0, size=codes.size)
+    # No level differences between tests: nothing to take out (up to the estimate's noise).
+    assert float(random_effects_theta(noise, codes).max()) < 0.35
+    # Strong levels: close to the within-group fit, more for larger tests.
+    theta = random_effects_theta(noise + 5.0 * rng.normal(size=sizes.size)[codes], codes)
+    assert float(theta.min()) > 0.75
+    assert theta[sizes == sizes.max()].min() > theta[sizes == 1].max()
+    # Degenerate: one group, or no within-group variation.
+    assert random_effects_theta(noise[:5], np.zeros(5, dtype=np.intp)).tolist() == [0.0]
+    np.testing.assert_array_equal(
+        random_effects_theta(np.array([1.0, 1.0, 3.0, 3.0]), np.array([0, 0, 1, 1])), 1.0
+    )
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -93,12 +93,10 @@ class TrainConfig(BaseModel):
         default="ridge", description="Start of the wide path: zeros, or a ridge fit on the training rows."
     )
     ridge_alpha: float = Field(default=2.0, gt=0, description="Ridge penalty of wide_init='ridge'.")
-    ridge_within: float = Field(
+    ridge_within: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.0,
-        ge=0,
-        le=1,
         description="With a group column: share of the group mean taken out of the ridge start's rows "
-        "(1: within-group fit, 0: plain ridge; training.wide_init).",
+        "(1: within-group fit, 0: plain ridge, auto: the random-effects share; training.wide_init).",
     )
     rank_weight: float = Field(
         default=1.0,
