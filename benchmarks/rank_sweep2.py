@@ -52,6 +52,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pool": {"rank_pool_headlines": True},
     "within_auto": {"ridge_within": "auto"},
     "within_auto_pool": {"ridge_within": "auto", "rank_pool_headlines": True},
+    "auto_rank0.3": {"ridge_within": "auto", "rank_weight": 0.3},
+    "auto_rank3": {"ridge_within": "auto", "rank_weight": 3.0},
+    "auto_quality0.5": {"ridge_within": "auto", "quality_weight": 0.5},
+    "auto_quality1": {"ridge_within": "auto", "quality_weight": 1.0},
+    "auto_lr1e-4": {"ridge_within": "auto", "learning_rate": 1e-4},
+    "auto_lr5e-4": {"ridge_within": "auto", "learning_rate": 5e-4},
     "within_0.8_pool": {"ridge_within": 0.8, "rank_pool_headlines": True},
     "within_0.8_pool_z": {"ridge_within": 0.8, "rank_pool_headlines": True, "rank_pairs": "z"},
 }

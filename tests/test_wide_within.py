@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,24 @@ def test_ridge_within_changes_grouped_training_only(tmp_path: Path) -> None:
     plain_w, plain_loss = wide_start(seed, 0.0, "s0")
     within_w, within_loss = wide_start(seed, 1.0, "s1")
     assert torch.equal(plain_w, within_w) and plain_loss == within_loss
+
+
+@pytest.mark.slow
+def test_checkpoint_from_before_ridge_within_resumes_as_a_plain_start(tmp_path: Path) -> None:
+    from training.checkpoint import load_checkpoint, save_checkpoint
+    from training.predict import LAST_CHECKPOINT
+
+    ab_tests = load_dataset(SAMPLE_DATA / "ab_tests.csv", UPWORTHY)
+    train(ab_tests, tmp_path / "first", TrainConfig(epochs=1, ridge_within=0.0), progress=False)
+    path = tmp_path / "first" / LAST_CHECKPOINT
+    payload = load_checkpoint(path)
+    payload.pop("format_version")
+    config = json.loads(payload["train_config"])
+    del config["ridge_within"]
+    payload["train_config"] = json.dumps(config)
+    save_checkpoint(path, payload)
+    assert TrainConfig().ridge_within == "auto"
+    resumed = train(ab_tests, tmp_path / "resumed", TrainConfig(epochs=1), resume=path, progress=False)
+    assert resumed.start_epoch == 1
+    stored = json.loads(load_checkpoint(tmp_path / "resumed" / LAST_CHECKPOINT)["train_config"])
+    assert stored["ridge_within"] == 0.0  # what the resumed weights were started with

@@ -65,7 +65,10 @@ class TrainConfig(BaseModel):
     started from a closed-form ridge fit on the training rows (``training.wide_init``): the
     trunk alone stayed about 0.02-0.03 AUC below that ridge (benchmarks/results/model_sweep_session3.json).
     With a group column a within-group ranking loss (weight 1, all pairs) lifts Upworthy's pairwise
-    accuracy by about 0.05 (benchmarks/results/rank_sweep_session4.json); without one it is not used.
+    accuracy by about 0.05 (benchmarks/results/rank_sweep_session4.json), and the ridge start is
+    fitted on the rows quasi-demeaned within their group by the random-effects share (``ridge_within``
+    "auto"), about +0.01-0.02 more (benchmarks/results/rank_sweep2_session4*.json); without a group
+    column neither is used.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -94,7 +97,7 @@ class TrainConfig(BaseModel):
     )
     ridge_alpha: float = Field(default=2.0, gt=0, description="Ridge penalty of wide_init='ridge'.")
     ridge_within: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
-        default=0.0,
+        default="auto",
         description="With a group column: share of the group mean taken out of the ridge start's rows "
         "(1: within-group fit, 0: plain ridge, auto: the random-effects share; training.wide_init).",
     )
@@ -187,6 +190,7 @@ def train(
         previous = TrainedModel.from_checkpoint(resume)
         stored = json.loads(previous.checkpoint["train_config"])
         stored.setdefault("rank_weight", 0.0)  # saved before the ranking loss existed: trained without it
+        stored.setdefault("ridge_within", 0.0)  # saved before the within-group ridge start: a plain one
         saved = TrainConfig.model_validate(stored)
         config = saved.model_copy(update={"epochs": config.epochs, "seed": config.seed})
     seed_everything(config.seed)
