@@ -13,6 +13,16 @@ Random batches of 64 out of thousands of rows almost never hold two rows of one
 group, so ``group_batches`` packs whole groups into batches in a seeded random
 group order. Pairs of packages with the same headline (image-only variants) are
 left out: the model sees the same input twice, so their order is noise to it.
+
+With ``pool`` (``TrainConfig.rank_pool_headlines``) the rows of one headline in one
+group are pooled as the metric pools them (``training.metrics.pairwise_accuracy``
+with titles): the observed CTR of a row is its headline's (clicks and impressions
+summed, else the mean observed value), the ``z`` of a pair is computed on the pooled
+counts, and a pair of rows is weighted ``1 / (m_i * m_j)`` (``m``: rows of the
+headline), so every headline pair weighs the same as in the metric instead of a
+headline with three image variants counting three times, each with a noisier CTR.
+Batches and ``full_loss`` blocks hold whole groups, so pooling within a batch pools
+within the group.
 """
 
 from __future__ import annotations
@@ -141,9 +151,12 @@ class RankingRows:
     clicks: torch.Tensor | None  # float64, with impressions, when the data has counts
     impressions: torch.Tensor | None
     pairs: RankPairs
+    pool: bool = False  # pool the rows of one headline in one group (module docstring)
 
     @classmethod
-    def build(cls, data: HeadlineData, index: NDArray[np.int64], pairs: RankPairs) -> RankingRows:
+    def build(
+        cls, data: HeadlineData, index: NDArray[np.int64], pairs: RankPairs, pool: bool = False
+    ) -> RankingRows:
         if data.groups is None:
             raise CsvValidationError(f"{data.summary.file}: the ranking loss needs a group column")
         sub = data.subset(index)
@@ -169,6 +182,7 @@ class RankingRows:
             clicks=clicks,
             impressions=impressions,
             pairs=pairs,
+            pool=pool,
         )
 
     def pair_weights(self, index: torch.Tensor) -> torch.Tensor | None:
@@ -177,12 +191,36 @@ class RankingRows:
         z = _pair_z(self.clicks[index], self.impressions[index]).abs()
         return (z > Z_CRITICAL).to(torch.float64) if self.pairs == "significant" else z
 
+    def pair_inputs(
+        self, observed: torch.Tensor, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The observed values and pair weights the loss uses for rows ``index`` (whole groups)."""
+        if not self.pool:
+            return observed, self.pair_weights(index)
+        _, inverse = torch.unique(self.headlines[index], return_inverse=True)
+        size = int(inverse.max()) + 1 if inverse.numel() else 0
+        rows = torch.bincount(inverse, minlength=size).to(torch.float64)
+        weights: torch.Tensor | None = None
+        if self.clicks is not None and self.impressions is not None:
+            clicks = torch.zeros(size, dtype=torch.float64).index_add_(0, inverse, self.clicks[index])
+            imps = torch.zeros(size, dtype=torch.float64).index_add_(0, inverse, self.impressions[index])
+            pooled = (clicks / imps)[inverse]
+            if self.pairs != "all":
+                z = _pair_z(clicks[inverse], imps[inverse]).abs()
+                weights = (z > Z_CRITICAL).to(torch.float64) if self.pairs == "significant" else z
+        else:
+            total = torch.zeros(size, dtype=torch.float64).index_add_(0, inverse, observed.double())
+            pooled = (total / rows)[inverse]
+        share = 1.0 / rows[inverse]
+        multiplicity = share.unsqueeze(1) * share.unsqueeze(0)
+        weights = multiplicity if weights is None else weights * multiplicity
+        return pooled.to(observed.dtype), weights
+
     def loss(self, ctr: torch.Tensor, observed: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """The ranking loss of a batch: ``ctr`` (the sigmoid output) and ``observed`` of rows ``index``."""
         scores = torch.logit(ctr, eps=_LOGIT_EPS)
-        return pairwise_rank_loss(
-            scores, observed, self.groups[index], self.headlines[index], self.pair_weights(index)
-        )
+        target, weights = self.pair_inputs(observed, index)
+        return pairwise_rank_loss(scores, target, self.groups[index], self.headlines[index], weights)
 
     @torch.no_grad()
     def full_loss(self, ctr: torch.Tensor, observed: torch.Tensor, batch_size: int = 1024) -> float:
@@ -194,13 +232,8 @@ class RankingRows:
         total = weight = 0.0
         for index in group_batches(self.groups.numpy(), batch_size, torch.Generator().manual_seed(0)):
             scores = torch.logit(ctr[index].double(), eps=_LOGIT_EPS)
-            s, w = rank_loss_terms(
-                scores,
-                observed[index].double(),
-                self.groups[index],
-                self.headlines[index],
-                self.pair_weights(index),
-            )
+            target, weights = self.pair_inputs(observed[index].double(), index)
+            s, w = rank_loss_terms(scores, target, self.groups[index], self.headlines[index], weights)
             total, weight = total + float(s), weight + float(w)
         return total / weight if weight > 0 else 0.0
 

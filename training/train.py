@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -65,7 +65,10 @@ class TrainConfig(BaseModel):
     started from a closed-form ridge fit on the training rows (``training.wide_init``): the
     trunk alone stayed about 0.02-0.03 AUC below that ridge (benchmarks/results/model_sweep_session3.json).
     With a group column a within-group ranking loss (weight 1, all pairs) lifts Upworthy's pairwise
-    accuracy by about 0.05 (benchmarks/results/rank_sweep_session4.json); without one it is not used.
+    accuracy by about 0.05 (benchmarks/results/rank_sweep_session4.json), and the ridge start is
+    fitted on the rows quasi-demeaned within their group by the random-effects share (``ridge_within``
+    "auto"), about +0.01-0.02 more (benchmarks/results/rank_sweep2_session4*.json); without a group
+    column neither is used.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -93,6 +96,11 @@ class TrainConfig(BaseModel):
         default="ridge", description="Start of the wide path: zeros, or a ridge fit on the training rows."
     )
     ridge_alpha: float = Field(default=2.0, gt=0, description="Ridge penalty of wide_init='ridge'.")
+    ridge_within: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
+        default="auto",
+        description="With a group column: share of the group mean taken out of the ridge start's rows "
+        "(1: within-group fit, 0: plain ridge, auto: the random-effects share; training.wide_init).",
+    )
     rank_weight: float = Field(
         default=1.0,
         ge=0,
@@ -100,6 +108,11 @@ class TrainConfig(BaseModel):
     )
     rank_pairs: RankPairs = Field(
         default="all", description="Ranking-loss pairs: all, significant (|z| > 1.96) or weighted by |z|."
+    )
+    rank_pool_headlines: bool = Field(
+        default=False,
+        description="Ranking loss over headlines: pool the rows of one headline in a group, weight "
+        "each headline pair once (training.ranking).",
     )
     features: FeatureConfig = DEFAULT_FEATURES
 
@@ -177,6 +190,7 @@ def train(
         previous = TrainedModel.from_checkpoint(resume)
         stored = json.loads(previous.checkpoint["train_config"])
         stored.setdefault("rank_weight", 0.0)  # saved before the ranking loss existed: trained without it
+        stored.setdefault("ridge_within", 0.0)  # saved before the within-group ridge start: a plain one
         saved = TrainConfig.model_validate(stored)
         config = saved.model_copy(update={"epochs": config.epochs, "seed": config.seed})
     seed_everything(config.seed)
@@ -239,6 +253,8 @@ def train(
             train_t.ctr.double().numpy(),
             train_t.label.double().numpy(),
             config.ridge_alpha,
+            groups=None if data.groups is None else data.groups[train_index],
+            within=config.ridge_within,
         )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -293,8 +309,9 @@ def train(
     val_ranker: RankingRows | None = None
     if config.rank_weight > 0:
         if data.groups is not None:
-            ranker = RankingRows.build(data, train_index, config.rank_pairs)
-            val_ranker = RankingRows.build(data, val_index, config.rank_pairs)
+            pool = config.rank_pool_headlines
+            ranker = RankingRows.build(data, train_index, config.rank_pairs, pool)
+            val_ranker = RankingRows.build(data, val_index, config.rank_pairs, pool)
         else:
             notes.append("rank_weight > 0 ignored: the data has no group column (no within-group pairs)")
             logger.info(notes[-1])
