@@ -10,7 +10,7 @@ Every benchmark compares models on the same rows:
 * Upworthy (``upworthy/packages.csv``): one split by test id with identical
   headlines on one side (``training.split.grouped_split``, 20 % held out,
   ``SPLIT_SEED``). Pairwise accuracy within tests of the predicted CTR, on all
-  pairs and on significant pairs (|z| > 1.96), as ``training.metrics`` defines
+  pairs and on significant pairs (|z| > 1.96), as ``training.pairwise`` defines
   it (a tie in the prediction scores 0.5), over *headline* pairs: the packages of
   one test sharing a headline (image-only variants) are pooled first
   (``pairwise_accuracy(..., titles=...)``, the issue's "headline pairs"). For
@@ -38,7 +38,8 @@ from numpy.typing import NDArray
 
 from training.data import HeadlineData, load_dataset
 from training.mapping import SEED, UPWORTHY
-from training.metrics import classification_metrics, headline_key, pairwise_accuracy
+from training.metrics import classification_metrics
+from training.pairwise import headline_key, pairwise_accuracy
 from training.split import connected_groups, grouped_split
 
 DATA_DIR = Path(
@@ -211,7 +212,7 @@ def evaluate_pairs(test: HeadlineData, predicted: FloatArray, quality: FloatArra
 def _distinct_pair_accuracy(
     test: HeadlineData, norm_titles: NDArray[np.str_], predicted: FloatArray
 ) -> tuple[float, float, int, int]:
-    from training.metrics import Z_CRITICAL, _group_codes, _within_group_pairs, two_proportion_z
+    from training.pairwise import Z_CRITICAL, _group_codes, _within_group_pairs, two_proportion_z
 
     assert test.groups is not None and test.raw_ctr is not None
     assert test.clicks is not None and test.impressions is not None

@@ -266,7 +266,7 @@ def _train_one(
             c, q = model(*x_va)
             val = float(loss_of(c, q, yv, lv))
         if cfg.select == "pairs" and va.groups is not None:
-            from training.metrics import pairwise_accuracy
+            from training.pairwise import pairwise_accuracy
 
             assert va.raw_ctr is not None
             val = -pairwise_accuracy(va.groups, va.raw_ctr, c.double().numpy()).accuracy

@@ -47,7 +47,7 @@ def main() -> int:
     from export.features import fit_feature_state
     from export.featurizer import Featurizer
     from training.data import HeadlineData
-    from training.metrics import pairwise_accuracy
+    from training.pairwise import pairwise_accuracy
     from training.predict import batch_tensors
     from training.train import DEFAULT_FEATURES
     from training.wide_init import _bag_matrix, _group_codes, _group_means, random_effects_theta

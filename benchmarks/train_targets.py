@@ -13,7 +13,7 @@ Run from the project root::
 2. Upworthy ``packages.csv`` split by test id (identical headlines on one side):
    pairwise accuracy within held-out tests of the predicted CTR >= 0.70 on
    significant pairs (|z| > 1.96) and >= 0.60 on all pairs, over headline pairs
-   (``training.metrics.pairwise_accuracy`` with ``titles``: the packages of a test
+   (``training.pairwise.pairwise_accuracy`` with ``titles``: the packages of a test
    sharing a headline are pooled first; a tie scores 0.5). The per-package figures
    (the definition before session 4) and the per-package accuracy over pairs whose
    headlines differ are printed for information.

@@ -10,7 +10,7 @@ import pytest
 from tests.cli_support import invoke
 from training.data import HeadlineData, load_dataset
 from training.mapping import UPWORTHY
-from training.metrics import headline_key, pairwise_accuracy
+from training.pairwise import headline_key, pairwise_accuracy
 from training.predict import BEST_CHECKPOINT, TrainedModel
 
 pytestmark = pytest.mark.slow

@@ -23,15 +23,13 @@ from sklearn.metrics import (
 
 from training.metrics import (
     ClassificationMetrics,
-    PairwiseResult,
     RegressionMetrics,
     choose_threshold,
     classification_metrics,
     expected_calibration_error,
-    pairwise_accuracy,
     regression_metrics,
-    two_proportion_z,
 )
+from training.pairwise import PairwiseResult, pairwise_accuracy, two_proportion_z
 
 SEEDS = [0, 1, 2, 3, 4]
 

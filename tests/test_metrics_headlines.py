@@ -1,4 +1,4 @@
-"""Pairwise accuracy over headline pairs (``pairwise_accuracy(..., titles=...)``, training/metrics.py).
+"""Pairwise accuracy over headline pairs (``pairwise_accuracy(..., titles=...)``, training/pairwise.py).
 
 Packages of one A/B test that share a headline (they differ only in the image) are one
 headline: they are pooled (clicks and impressions summed, predictions averaged) before
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.metrics import headline_key, pairwise_accuracy, two_proportion_z
+from training.pairwise import headline_key, pairwise_accuracy, two_proportion_z
 
 
 def _pair_score(pred_a: float, pred_b: float, obs_a: float, obs_b: float) -> float:

@@ -17,7 +17,7 @@ from headline_scorer import SAMPLE_DATA
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import HeadlineData, load_dataset
 from training.mapping import SEED, UPWORTHY
-from training.metrics import two_proportion_z
+from training.pairwise import two_proportion_z
 from training.predict import LAST_CHECKPOINT, TrainedModel
 from training.ranking import RankingRows, _pair_z, group_batches, pairwise_rank_loss
 from training.train import TrainConfig, train

@@ -13,7 +13,7 @@ import torch
 from headline_scorer import SAMPLE_DATA
 from training.data import load_dataset
 from training.mapping import UPWORTHY
-from training.metrics import two_proportion_z
+from training.pairwise import two_proportion_z
 from training.predict import TrainedModel
 from training.ranking import RankingRows
 from training.train import TrainConfig, train

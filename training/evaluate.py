@@ -12,12 +12,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from training.data import HeadlineData
-from training.metrics import (
-    classification_metrics,
-    expected_calibration_error,
-    pairwise_accuracy,
-    regression_metrics,
-)
+from training.metrics import classification_metrics, expected_calibration_error, regression_metrics
+from training.pairwise import pairwise_accuracy
 from training.predict import Predictions, TrainedModel
 from training.target import build_targets
 
@@ -102,7 +98,7 @@ def evaluate_predictions(
     }
     if data.groups is not None:
         # Pairs of headlines: packages of one group with the same headline (image-only variants)
-        # are pooled first (training.metrics.pairwise_accuracy).
+        # are pooled first (training.pairwise.pairwise_accuracy).
         observed = targets.raw if targets.raw is not None else targets.normalized
         pw = pairwise_accuracy(
             data.groups,

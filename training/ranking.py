@@ -1,7 +1,7 @@
 """A within-group ranking loss for the CTR head and the group-aware batch order it needs.
 
 With a group column (an A/B test id) the product is judged on how it orders the
-headlines of one test (``training.metrics.pairwise_accuracy``). ``TrainConfig.rank_weight``
+headlines of one test (``training.pairwise.pairwise_accuracy``). ``TrainConfig.rank_weight``
 adds a RankNet-style loss to the hybrid loss: for every pair of rows of one batch
 that share a group, have different headlines and different observed CTR,
 ``softplus(-s * (z_i - z_j))`` where ``s`` is the sign of the observed CTR
@@ -15,7 +15,7 @@ group order. Pairs of packages with the same headline (image-only variants) are
 left out: the model sees the same input twice, so their order is noise to it.
 
 With ``pool`` (``TrainConfig.rank_pool_headlines``) the rows of one headline in one
-group are pooled as the metric pools them (``training.metrics.pairwise_accuracy``
+group are pooled as the metric pools them (``training.pairwise.pairwise_accuracy``
 with titles): the observed CTR of a row is its headline's (clicks and impressions
 summed, else the mean observed value), the ``z`` of a pair is computed on the pooled
 counts, and a pair of rows is weighted ``1 / (m_i * m_j)`` (``m``: rows of the
@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 
 from export.errors import CsvValidationError
 from training.data import HeadlineData
-from training.metrics import Z_CRITICAL, headline_key
+from training.pairwise import Z_CRITICAL, headline_key
 
 logger = logging.getLogger(__name__)
 
