@@ -224,6 +224,7 @@ def build_app(
         Registry(Path(settings.model_registry)),
         metrics,
         intra_op_threads=settings.onnx_intra_op_threads,
+        rows_per_call=settings.onnx_rows_per_call,
         loader=loader,
         warm_batch=settings.batch_max_events,
     )

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from export.errors import HeadlineScorerError
 from export.registry import Registry
-from export.runtime import ScoringModel, load_model
+from export.runtime import ROWS_PER_CALL, ScoringModel, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +39,15 @@ class ModelHolder:
         metrics: ReloadMetrics,
         *,
         intra_op_threads: int = 1,
+        rows_per_call: int = ROWS_PER_CALL,
         loader: Loader | None = None,
         warm_batch: int = 0,
     ) -> None:
         self._registry = registry
         self._metrics = metrics
-        self._loader: Loader = loader or (lambda path: load_model(path, intra_op_threads=intra_op_threads))
+        self._loader: Loader = loader or (
+            lambda path: load_model(path, intra_op_threads=intra_op_threads, rows_per_call=rows_per_call)
+        )
         self._warm_batch = warm_batch
         self._lock = threading.Lock()
         self.model: ScoringModel | None = None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from export.runtime import ROWS_PER_CALL
 from stream.settings import SettingsError, StreamSettings
 
 ENV_VARS = [
@@ -31,6 +32,7 @@ ENV_VARS = [
     "WEB_HOST",
     "WEB_PORT",
     "ONNX_INTRA_OP_THREADS",
+    "ONNX_ROWS_PER_CALL",
     "RELOAD_POLL_SECONDS",
     "DRIFT_WINDOW_EVENTS",
     "DRIFT_WINDOW_SECONDS",
@@ -64,7 +66,7 @@ def test_defaults_match_the_contract() -> None:
     assert (s.topic_partitions, s.topic_replication) == (4, 1)
     assert (s.batch_max_events, s.batch_max_wait_seconds, s.fetch_max_wait_ms) == (256, 0.02, 10)
     assert (s.max_event_bytes, s.web_host, s.web_port) == (65536, "0.0.0.0", 6066)
-    assert (s.onnx_intra_op_threads, s.reload_poll_seconds) == (1, 2.0)
+    assert (s.onnx_intra_op_threads, s.onnx_rows_per_call, s.reload_poll_seconds) == (1, ROWS_PER_CALL, 2.0)
     assert (s.drift_window_events, s.drift_window_seconds) == (5000, 900)
     assert (s.commit_interval_seconds, s.broker_session_timeout_seconds, s.log_level) == (1.0, 10, "INFO")
     assert s.kafka_security_kwargs() == {"security_protocol": "PLAINTEXT"}

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from export.registry import CURRENT_FILE, Registry, atomic_write_text
-from export.runtime import ScoreBatch, ScoringModel, load_model
+from export.runtime import ROWS_PER_CALL, ScoreBatch, ScoringModel, load_model
 from stream.health import Health
 from stream.metrics import ScorerMetrics
 from stream.reload import ModelHolder
@@ -155,6 +155,18 @@ def test_model_holder_swaps_on_promote_and_keeps_serving_when_a_version_is_broke
     assert holder.poll() is False  # not retried until CURRENT changes
     assert registry.get_sample_value("headline_scorer_model_reload_failures_total") == 1
     assert registry.get_sample_value("headline_scorer_model_info", {"version": second}) == 1
+
+
+def test_model_holder_loads_with_the_configured_threads_and_rows_per_call(
+    registry_copy: tuple[Path, str, str],
+) -> None:
+    root, first, _ = registry_copy
+    holder = ModelHolder(Registry(root), ScorerMetrics(CollectorRegistry()), rows_per_call=3)
+    assert holder.poll() is True and holder.model is not None and holder.version == first
+    assert holder.model.scorer._rows_per_call == 3
+    default = ModelHolder(Registry(root), ScorerMetrics(CollectorRegistry()))
+    assert default.poll() is True and default.model is not None
+    assert default.model.scorer._rows_per_call == ROWS_PER_CALL
 
 
 def test_model_holder_without_any_version_waits(tmp_path: Path) -> None:
