@@ -159,6 +159,9 @@ class FeatureState(BaseModel):
         return len(self.categories) + 1
 
 
+#: A ``max_chars`` that never cuts: normalize a title or a piece of one in full.
+NO_CUT = 1 << 40
+
 _DIGIT = re.compile(r"\d")
 _QUOTE = re.compile("[\"'“”‘’״׳]")
 

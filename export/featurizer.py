@@ -22,6 +22,7 @@ from export.features import (
     _DIGIT,
     _QUOTE,
     _TOKEN,
+    NO_CUT,
     NUMERIC_FEATURES,
     FeatureBatch,
     FeatureState,
@@ -41,7 +42,6 @@ _N_TITLE_STATS = 8
 #: chunks it becomes summed, then how many normalized chunks, their characters, and whether it has a quote.
 _RAW_STATS = struct.Struct("<9i")
 _N_RAW_STATS = 9
-_NO_CUT = 1 << 40
 #: Starts the cache key of a title's bigrams (never inside a chunk: control characters become spaces).
 _BIGRAMS = "\x00"
 _first = itemgetter(0)
@@ -118,10 +118,12 @@ class Featurizer:
             self._slices[size] = found
         return found
 
-    def _store(self, key: str, entry: _Entry) -> _Entry:
-        if len(self._piece_cache) >= self._CACHE_LIMIT:
-            self._piece_cache.clear()
-        self._piece_cache[key] = entry
+    def _store(self, key: str, entry: _Entry, cache: dict[str, _Entry] | None = None) -> _Entry:
+        """Cache ``entry`` in ``cache`` (default: the chunk cache), emptying it first when full."""
+        cache = self._piece_cache if cache is None else cache
+        if len(cache) >= self._CACHE_LIMIT:
+            cache.clear()
+        cache[key] = entry
         return entry
 
     def _token(self, token: str) -> _Entry:
@@ -160,7 +162,7 @@ class Featurizer:
 
     def _raw_piece(self, raw: str) -> _Entry:
         """A raw chunk not in the raw-chunk cache: the normalized chunks it becomes, joined (cached)."""
-        chunks, _ = normalized_chunks(raw, _NO_CUT)
+        chunks, _ = normalized_chunks(raw, NO_CUT)
         cache = self._piece_cache
         parts = [cache.get(c) or self._piece(c) for c in chunks]
         totals = map(sum, zip(*map(_PIECE_STATS.unpack, map(_second, parts)), strict=True))
@@ -170,11 +172,7 @@ class Featurizer:
             sum(map(len, chunks)),
             _QUOTE.search(raw) is not None,
         )
-        if len(self._raw_cache) >= self._CACHE_LIMIT:
-            self._raw_cache.clear()
-        entry = (b"".join(map(_first, parts)), stats)
-        self._raw_cache[raw] = entry
-        return entry
+        return self._store(raw, (b"".join(map(_first, parts)), stats), self._raw_cache)
 
     def _raw_titles(self, titles: list[str]) -> tuple[bytes, NDArray[np.int32]] | None:
         """The joined ids and the per-title statistics of new titles, from their raw chunks.

@@ -125,6 +125,11 @@ class Scorer:
         self._a, self._b, self._eps = calibration.a, calibration.b, calibration.eps
         self._threshold = quality_threshold
 
+    @property
+    def rows_per_call(self) -> int:
+        """Rows per ONNX call when scoring (:meth:`chunked_outputs`)."""
+        return self._rows_per_call
+
     def model_outputs(self, batch: FeatureBatch) -> tuple[FloatArray, FloatArray]:
         """The bare ONNX call on the whole batch: (normalized CTR, quality logit) as float64."""
         if len(batch) == 0:

@@ -19,7 +19,7 @@ from training.data import HeadlineData, load_dataset
 from training.mapping import SEED, UPWORTHY
 from training.pairwise import two_proportion_z
 from training.predict import LAST_CHECKPOINT, TrainedModel
-from training.ranking import RankingRows, _pair_z, group_batches, pairwise_rank_loss
+from training.ranking import RankingRows, RankPairs, group_batches, pairwise_rank_loss
 from training.train import TrainConfig, train
 
 # --------------------------------------------------------------------------- the loss
@@ -76,11 +76,23 @@ def test_gradient_raises_the_row_observed_higher() -> None:
     assert float(grad.sum()) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_pair_z_matches_the_metric() -> None:
-    clicks = torch.tensor([10.0, 30.0, 0.0, 5.0], dtype=torch.float64)
-    imps = torch.tensor([100.0, 120.0, 50.0, 500.0], dtype=torch.float64)
-    expected = two_proportion_z(clicks.numpy()[:, None], imps.numpy()[:, None], clicks.numpy(), imps.numpy())
-    np.testing.assert_allclose(_pair_z(clicks, imps).numpy(), expected, rtol=1e-12)
+@pytest.mark.parametrize("pairs", ["all", "significant", "z"])
+def test_pair_weights_come_from_the_metric_z_test(pairs: RankPairs) -> None:
+    clicks = torch.tensor([10.0, 30.0, 0.0, 5.0, 13.0], dtype=torch.float64)
+    imps = torch.tensor([100.0, 120.0, 50.0, 500.0, 100.0], dtype=torch.float64)
+    codes = torch.zeros(5, dtype=torch.int64)
+    rows = RankingRows(codes, torch.arange(5), clicks, imps, pairs)
+    index = torch.tensor([4, 0, 1, 3])
+    weights = rows.pair_weights(index)
+    c, n = clicks[index].numpy(), imps[index].numpy()
+    z = np.abs(two_proportion_z(c[:, None], n[:, None], c, n))
+    if pairs == "all":
+        assert weights is None
+    else:
+        assert weights is not None and weights.shape == (4, 4)
+        expected = (z > 1.96).astype(np.float64) if pairs == "significant" else z
+        np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-12)
+        assert pairs == "z" or 0 < float(weights.sum()) < 16  # some pairs significant, some not
 
 
 def test_bad_shapes_are_rejected() -> None:

@@ -163,10 +163,10 @@ def test_model_holder_loads_with_the_configured_threads_and_rows_per_call(
     root, first, _ = registry_copy
     holder = ModelHolder(Registry(root), ScorerMetrics(CollectorRegistry()), rows_per_call=3)
     assert holder.poll() is True and holder.model is not None and holder.version == first
-    assert holder.model.scorer._rows_per_call == 3
+    assert holder.model.scorer.rows_per_call == 3
     default = ModelHolder(Registry(root), ScorerMetrics(CollectorRegistry()))
     assert default.poll() is True and default.model is not None
-    assert default.model.scorer._rows_per_call == ROWS_PER_CALL
+    assert default.model.scorer.rows_per_call == ROWS_PER_CALL
 
 
 def test_model_holder_without_any_version_waits(tmp_path: Path) -> None:

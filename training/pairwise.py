@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from export.features import normalize_title
+from export.features import NO_CUT, normalize_title
 from training.metrics import FloatArray, as_float_array, check_same_length
 
 #: |z| above this marks a pair of rows as significantly different (two-sided 5 %).
@@ -111,21 +111,19 @@ def _within_group_pairs(codes: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDAr
     return order[left_pos], order[right_pos]
 
 
-#: Titles are compared in full (no cut): two headlines that differ only after the featurizer's
-#: length cap are still two headlines to the readers of the A/B test.
-_NO_CUT = 1 << 40
-
-
 def headline_key(title: str) -> str:
     """The form under which two titles count as one headline: ``normalize_title`` without its cut.
 
     NFKC, control characters to spaces, case-folded and whitespace collapsed, so
-    whitespace and case variants of one headline are one headline.
+    whitespace and case variants of one headline are one headline. Titles are compared in
+    full: two headlines that differ only after the featurizer's length cap are still two
+    headlines to the readers of the A/B test.
     """
-    return normalize_title(title, _NO_CUT)
+    return normalize_title(title, NO_CUT)
 
 
-def _headline_codes(group_codes: NDArray[np.intp], titles: ArrayLike) -> NDArray[np.intp]:
+def headline_codes(group_codes: NDArray[np.intp], titles: ArrayLike) -> NDArray[np.intp]:
+    """A code per row for its (group, :func:`headline_key`), numbered in order of first sighting."""
     arr = np.asarray(titles, dtype=object)
     if arr.ndim != 1:
         raise ValueError(f"titles: expected a 1-D array of strings, got shape {arr.shape}")
@@ -164,7 +162,7 @@ class _Rows:
 
 def _pool_by_headline(rows: _Rows, titles: ArrayLike) -> _Rows:
     """One row per (group, headline): counts summed, observed CTR and prediction pooled."""
-    codes = _headline_codes(rows.groups, titles)
+    codes = headline_codes(rows.groups, titles)
     n = int(codes.max()) + 1 if codes.size else 0
     groups = np.zeros(n, dtype=np.intp)
     groups[codes] = rows.groups

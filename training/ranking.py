@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 
 from export.errors import CsvValidationError
 from training.data import HeadlineData
-from training.pairwise import Z_CRITICAL, headline_key
+from training.pairwise import Z_CRITICAL, headline_codes, two_proportion_z
 
 logger = logging.getLogger(__name__)
 
@@ -132,14 +132,12 @@ def pairwise_rank_loss(
     return total / weight
 
 
-def _pair_z(clicks: torch.Tensor, imps: torch.Tensor) -> torch.Tensor:
-    """Two-proportion z statistic of every pair of rows, ``[B, B]`` (0 where the variance is 0)."""
-    ca, cb = clicks.unsqueeze(1), clicks.unsqueeze(0)
-    na, nb = imps.unsqueeze(1), imps.unsqueeze(0)
-    pooled = (ca + cb) / (na + nb)
-    variance = pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb)
-    safe = torch.where(variance > 0, variance, torch.ones_like(variance))
-    return torch.where(variance > 0, (ca / na - cb / nb) / safe.sqrt(), torch.zeros_like(variance))
+def _z_weights(pairs: RankPairs, clicks: torch.Tensor, imps: torch.Tensor) -> torch.Tensor:
+    """``[B, B]`` pair weights from the metric's z-test (``training.pairwise.two_proportion_z``):
+    |z| for ``"z"``, 1 where |z| > 1.96 (else 0) for ``"significant"``."""
+    c, n = clicks.numpy(), imps.numpy()
+    z = np.abs(two_proportion_z(c[:, None], n[:, None], c[None, :], n[None, :]))
+    return torch.from_numpy((z > Z_CRITICAL).astype(np.float64) if pairs == "significant" else z)
 
 
 @dataclass(frozen=True)
@@ -161,12 +159,8 @@ class RankingRows:
             raise CsvValidationError(f"{data.summary.file}: the ranking loss needs a group column")
         sub = data.subset(index)
         assert sub.groups is not None
-        _, group_codes = np.unique(sub.groups, return_inverse=True)
-        keys: dict[tuple[str, str], int] = {}
-        head_codes = [
-            keys.setdefault((str(g), headline_key(t)), len(keys))
-            for g, t in zip(sub.groups, sub.titles, strict=True)
-        ]
+        _, inverse = np.unique(sub.groups, return_inverse=True)
+        group_codes = np.asarray(inverse.reshape(-1), dtype=np.intp)
         clicks = impressions = None
         if sub.clicks is not None and sub.impressions is not None:
             clicks = torch.from_numpy(sub.clicks.astype(np.float64))
@@ -177,8 +171,8 @@ class RankingRows:
                 "but the mapping names none (use rank_pairs='all')"
             )
         return cls(
-            groups=torch.from_numpy(group_codes.reshape(-1).astype(np.int64)),
-            headlines=torch.tensor(head_codes, dtype=torch.int64),
+            groups=torch.from_numpy(group_codes.astype(np.int64)),
+            headlines=torch.from_numpy(headline_codes(group_codes, sub.titles).astype(np.int64)),
             clicks=clicks,
             impressions=impressions,
             pairs=pairs,
@@ -188,8 +182,7 @@ class RankingRows:
     def pair_weights(self, index: torch.Tensor) -> torch.Tensor | None:
         if self.pairs == "all" or self.clicks is None or self.impressions is None:
             return None
-        z = _pair_z(self.clicks[index], self.impressions[index]).abs()
-        return (z > Z_CRITICAL).to(torch.float64) if self.pairs == "significant" else z
+        return _z_weights(self.pairs, self.clicks[index], self.impressions[index])
 
     def pair_inputs(
         self, observed: torch.Tensor, index: torch.Tensor
@@ -206,8 +199,7 @@ class RankingRows:
             imps = torch.zeros(size, dtype=torch.float64).index_add_(0, inverse, self.impressions[index])
             pooled = (clicks / imps)[inverse]
             if self.pairs != "all":
-                z = _pair_z(clicks[inverse], imps[inverse]).abs()
-                weights = (z > Z_CRITICAL).to(torch.float64) if self.pairs == "significant" else z
+                weights = _z_weights(self.pairs, clicks[inverse], imps[inverse])
         else:
             total = torch.zeros(size, dtype=torch.float64).index_add_(0, inverse, observed.double())
             pooled = (total / rows)[inverse]

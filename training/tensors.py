@@ -47,11 +47,13 @@ def build_tensors(
 @torch.no_grad()
 def evaluate_loss(
     model: DualHeadModel, loss_fn: HybridLoss, data: TrainTensors, batch_size: int
-) -> tuple[float, float, float]:
-    """Validation loss, accuracy (probability >= 0.5) and MAE on normalized CTR."""
+) -> tuple[float, float, float, torch.Tensor]:
+    """Validation loss, accuracy (probability >= 0.5), MAE on normalized CTR, and the CTR
+    predictions of every row (for losses over the whole set, e.g. the ranking loss)."""
     model.eval()
     n = data.ctr.shape[0]
     total = correct = abs_err = 0.0
+    ctrs = []
     for start in range(0, n, batch_size):
         part = data.take(torch.arange(start, min(start + batch_size, n)))
         ctr, logit = model(*part.inputs)
@@ -60,7 +62,8 @@ def evaluate_loss(
         total += float(loss) * size
         correct += float(((logit >= 0).float() == part.label).sum())
         abs_err += float((ctr - part.ctr).abs().sum())
-    return total / n, correct / n, abs_err / n
+        ctrs.append(ctr)
+    return total / n, correct / n, abs_err / n, torch.cat(ctrs) if ctrs else torch.zeros(0)
 
 
 @torch.no_grad()

@@ -340,10 +340,9 @@ def train(
             loss.backward()
             optimizer.step()
             running += loss.item() * part.ctr.shape[0]
-        val_loss, val_acc, val_mae = evaluate_loss(model, loss_fn, val_t, 1024)
+        val_loss, val_acc, val_mae, val_ctr = evaluate_loss(model, loss_fn, val_t, 1024)
         if val_ranker is not None:  # early stopping and the scheduler see the whole objective
-            val_ctr, _ = predict_logits(model, val_t, 1024)
-            val_loss += config.rank_weight * val_ranker.full_loss(torch.from_numpy(val_ctr), val_t.ctr)
+            val_loss += config.rank_weight * val_ranker.full_loss(val_ctr, val_t.ctr)
         scheduler.step(val_loss)
         record = EpochRecord(
             epoch=epoch,

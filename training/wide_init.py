@@ -49,7 +49,8 @@ class WideInit:
     within: float = 0.0  # the mean share of the group mean taken out (0: plain ridge)
 
 
-def _bag_matrix(token_ids: torch.Tensor, token_weights: torch.Tensor, n_features: int) -> object:
+def _bag_matrix(token_ids: torch.Tensor, token_weights: torch.Tensor, n_features: int) -> Any:
+    """The bag as a sparse ``[rows, n_features]`` matrix (scipy ``csr_matrix``)."""
     from scipy.sparse import csr_matrix
 
     ids = token_ids.numpy()
@@ -127,7 +128,7 @@ def init_wide_from_ridge(
         raise ValueError("the model has no wide path (ModelConfig.wide is False)")
     if within != "auto" and not 0.0 <= within <= 1.0:
         raise ValueError(f"within: expected a value in [0, 1] or 'auto', got {within!r}")
-    matrix: Any = _bag_matrix(token_ids, token_weights, model.config.n_features)
+    matrix = _bag_matrix(token_ids, token_weights, model.config.n_features)
     share: NDArray[np.float64] | None = None
     if groups is not None and within != 0.0:
         codes = _group_codes(groups)
