@@ -202,6 +202,7 @@ class Contender:
     def env(self) -> dict[str, str]:
         from stream.settings import StreamSettings
 
+        app_id = f"bench-{self.name}-{uuid.uuid4().hex[:6]}"
         settings = StreamSettings.from_env(
             kafka_bootstrap_servers=self.bootstrap,
             input_topic=self.topics.input,
@@ -209,7 +210,8 @@ class Contender:
             dlq_topic=self.topics.dlq,
             topic_partitions=4,
             model_registry=self.registry,
-            scorer_app_id=f"bench-{self.name}-{uuid.uuid4().hex[:6]}",
+            scorer_app_id=app_id,
+            scorer_data_dir=self.log_path.parent / f"faust-{app_id}",
             web_host="127.0.0.1",
             web_port=self.port,
             log_level="INFO",

@@ -174,6 +174,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
             web_host="127.0.0.1",
             web_port=port,
             scorer_app_id="headline-scorer-demo",
+            scorer_data_dir=(config.out / "worker-state").resolve(),
         )
         ensure_topics_sync(settings)
         log_path = config.out / "worker.log"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -202,7 +201,7 @@ def faust_kwargs(settings: StreamSettings) -> dict[str, Any]:
         "web_host": settings.web_host,
         "web_port": settings.web_port,
         "web_in_thread": False,
-        "datadir": str(Path(tempfile.gettempdir()) / f"headline-scorer-{settings.scorer_app_id}"),
+        "datadir": str(settings.data_dir),
     }
 
 

@@ -11,6 +11,7 @@ handed to the Kafka client (:meth:`StreamSettings.kafka_security_kwargs`).
 from __future__ import annotations
 
 import ssl
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -46,6 +47,8 @@ class StreamSettings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
     model_registry: Path = Path("registry")
+    # faust's local state directory; None: <system temp dir>/headline-scorer-<SCORER_APP_ID>
+    scorer_data_dir: Path | None = None
     batch_max_events: int = Field(default=256, ge=1, le=100_000)
     batch_max_wait_seconds: float = Field(default=0.02, gt=0, le=60)
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=60_000)
@@ -67,7 +70,9 @@ class StreamSettings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_ssl_cafile", mode="before")
+    @field_validator(
+        "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_ssl_cafile", "scorer_data_dir", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -132,6 +137,13 @@ class StreamSettings(BaseSettings):
                 value = value.get_secret_value()
             env[name.upper()] = str(value)
         return env
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the faust app keeps its local state (``SCORER_DATA_DIR`` or a per-app temp directory)."""
+        if self.scorer_data_dir is not None:
+            return self.scorer_data_dir
+        return Path(tempfile.gettempdir()) / f"headline-scorer-{self.scorer_app_id}"
 
     @property
     def uses_ssl(self) -> bool:

@@ -69,6 +69,7 @@ class WorkerProcess:
             topic_partitions=4,
             model_registry=self.registry,
             scorer_app_id=self.app_id,
+            scorer_data_dir=self.log_path.parent / f"faust-{self.app_id}",
             web_host="127.0.0.1",
             web_port=self.port,
             reload_poll_seconds=0.5,

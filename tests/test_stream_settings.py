@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ ENV_VARS = [
     "TOPIC_PARTITIONS",
     "TOPIC_REPLICATION",
     "MODEL_REGISTRY",
+    "SCORER_DATA_DIR",
     "BATCH_MAX_EVENTS",
     "BATCH_MAX_WAIT_SECONDS",
     "FETCH_MAX_WAIT_MS",
@@ -71,6 +73,16 @@ def test_defaults_match_the_contract() -> None:
     assert (s.commit_interval_seconds, s.broker_session_timeout_seconds, s.log_level) == (1.0, 10, "INFO")
     assert s.kafka_security_kwargs() == {"security_protocol": "PLAINTEXT"}
     assert s.ssl_context() is None
+    assert s.scorer_data_dir is None
+    assert s.data_dir == Path(tempfile.gettempdir()) / "headline-scorer-headline-scorer"
+
+
+def test_data_dir_follows_the_app_id_or_the_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert StreamSettings.from_env(scorer_app_id="blue").data_dir.name == "headline-scorer-blue"
+    monkeypatch.setenv("SCORER_DATA_DIR", "  ")  # blank is unset, as in the compose file's ${VAR:-}
+    assert StreamSettings.from_env(scorer_app_id="blue").scorer_data_dir is None
+    monkeypatch.setenv("SCORER_DATA_DIR", str(tmp_path / "state"))
+    assert StreamSettings.from_env(scorer_app_id="blue").data_dir == tmp_path / "state"
 
 
 def test_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -178,6 +190,7 @@ def test_as_env_reads_back_into_equal_settings(
         "output_topic": "out-x",
         "dlq_topic": "dlq-x",
         "model_registry": tmp_path / "registry",
+        "scorer_data_dir": tmp_path / "state",
         "batch_max_wait_seconds": 0.125,
         "web_port": 0,
         "log_level": "debug",

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -65,9 +66,12 @@ def test_valid_and_invalid_events_are_scored_or_dead_lettered(
 ) -> None:
     root, current, _ = registry
     topics = Topics.unique()
-    worker = _worker(kafka_bootstrap, root, topics, tmp_path, f"t-{uuid.uuid4().hex[:6]}").start()
+    app_id = f"t-{uuid.uuid4().hex[:6]}"
+    worker = _worker(kafka_bootstrap, root, topics, tmp_path, app_id).start()
     try:
         seconds_to_ready = worker.wait_ready()
+        assert (tmp_path / f"faust-{app_id}").is_dir()  # SCORER_DATA_DIR, not the system temp dir
+        assert not (Path(tempfile.gettempdir()) / f"headline-scorer-{app_id}").exists()
         n_valid = 300
         records = _valid(n_valid) + list(INVALID.values())
         asyncio.run(produce(kafka_bootstrap, topics.input, records))
