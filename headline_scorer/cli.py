@@ -89,7 +89,11 @@ def evaluate(
     trained = TrainedModel.from_checkpoint(model)
     result, _ = run_evaluate(trained, dataset)
     if as_json:
-        typer.echo(json.dumps(result.model_dump()))
+        summary = dataset.summary
+        if summary.dropped:
+            typer.echo(summary.dropped_line(), err=True)
+        read = {"rows_read": summary.rows_read, "rows_dropped": summary.rows_read - summary.rows_kept}
+        typer.echo(json.dumps(result.model_dump() | read))
         return
     typer.echo(dataset.summary.render())
     for key, value in result.model_dump().items():

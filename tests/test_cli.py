@@ -297,7 +297,9 @@ def test_evaluate_json_on_inference_data_has_no_metrics(seed_run: Run, sample_di
     assert metrics["rows"] == 200
     assert "inference-only" in metrics["notice"]
     assert set(CORE_METRICS) | set(PAIRWISE_METRICS) <= set(metrics)
-    assert all(value is None for key, value in metrics.items() if key not in {"mode", "rows", "notice"})
+    assert (metrics["rows_read"], metrics["rows_dropped"]) == (200, 0)
+    counts = {"mode", "rows", "notice", "rows_read", "rows_dropped"}
+    assert all(value is None for key, value in metrics.items() if key not in counts)
 
 
 @pytest.mark.slow

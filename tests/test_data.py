@@ -286,6 +286,22 @@ def test_empty_titles_are_dropped_and_reported(tmp_path: Path) -> None:
     assert "rows read       5" in rendered and "rows kept       3" in rendered
 
 
+def test_rows_without_a_group_id_are_dropped_and_reported(tmp_path: Path) -> None:
+    mapping = ColumnMapping(title="title", group="test", clicks="clicks", impressions="imps")
+    body = "title,test,clicks,imps\na,t1,1,10\nb, ,2,10\nc,t1,3,10\nd,,0,10\n,,0,10\n"
+    data = load_dataset(write(tmp_path, body), mapping)
+    # Row 5 has no title either: counted once, under the first rule.
+    assert data.summary.dropped == [
+        DroppedRows(rule="empty title", count=1, rows=[5]),
+        DroppedRows(rule="empty group id ('test')", count=2, rows=[2, 4]),
+    ]
+    assert data.groups is not None and data.groups.tolist() == ["t1", "t1"]
+    assert "empty group id ('test'): 2 (rows 2, 4)" in data.summary.render()
+    # Without a target (predictions only) the group is unused and every titled row stays.
+    unlabelled = load_dataset(write(tmp_path, "title,test\na,t1\nb,\n", "inference.csv"), mapping)
+    assert unlabelled.titles == ["a", "b"] and unlabelled.summary.dropped == []
+
+
 def test_zero_impression_rows_are_dropped_and_reported(tmp_path: Path) -> None:
     path = write(tmp_path, "id,title,clicks,imps\n1,a,1,10\n2,b,0,0\n3,,0,0\n4,d,5,20\n5,e,0,0\n")
     data = load_dataset(path, COUNTS)

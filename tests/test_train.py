@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -157,6 +158,29 @@ def test_resume_continues_from_the_last_loss(
     after = TrainedModel.from_checkpoint(resumed.best_checkpoint)
     assert before.featurizer.state == after.featurizer.state
     assert before.scaling == after.scaling
+
+
+def test_resume_keeps_the_checkpoints_validation_rows(
+    tmp_path: Path, sample: HeadlineData, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = train(
+        sample, tmp_path / "first", FAST.model_copy(update={"epochs": 1, "seed": 5}), progress=False
+    )
+    checkpoint = tmp_path / "first" / LAST_CHECKPOINT
+    # No seed given: the checkpoint's seed, so the same rows are held out and the resumed run is
+    # judged on rows it never trained on.
+    same = train(sample, tmp_path / "same", TrainConfig(epochs=2), resume=checkpoint, progress=False)
+    assert np.array_equal(same.val_index, first.val_index)
+    assert (
+        json.loads(TrainedModel.from_checkpoint(same.best_checkpoint).checkpoint["train_config"])["seed"] == 5
+    )
+    # A different seed is honoured, with a warning that the validation rows change.
+    with caplog.at_level(logging.WARNING, logger="training.train"):
+        other = train(
+            sample, tmp_path / "other", TrainConfig(epochs=2, seed=7), resume=checkpoint, progress=False
+        )
+    assert not np.array_equal(other.val_index, first.val_index)
+    assert "differs from the checkpoint's seed 5" in caplog.text
 
 
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path: Path, sample: HeadlineData) -> None:

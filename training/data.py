@@ -322,6 +322,21 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
             DroppedRows(rule="empty title", count=int(empty_title.size), rows=list(empty_title + 1))
         )
 
+    if mapping.group and target_source is not None:
+        # A row without its test id cannot take the within-test label or be paired; predictions
+        # (inference-only data) do not use the group, so there such rows stay.
+        group_all = frame[mapping.group].astype(str).str.strip().to_numpy()
+        empty_group = np.flatnonzero((group_all == "") & keep)
+        if empty_group.size:
+            keep[empty_group] = False
+            dropped.append(
+                DroppedRows(
+                    rule=f"empty group id ({mapping.group!r})",
+                    count=int(empty_group.size),
+                    rows=list(empty_group + 1),
+                )
+            )
+
     clicks = impressions = raw_ctr = given = None
     has_counts = bool(
         mapping.clicks

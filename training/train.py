@@ -192,7 +192,16 @@ def train(
         stored.setdefault("rank_weight", 0.0)  # saved before the ranking loss existed: trained without it
         stored.setdefault("ridge_within", 0.0)  # saved before the within-group ridge start: a plain one
         saved = TrainConfig.model_validate(stored)
-        config = saved.model_copy(update={"epochs": config.epochs, "seed": config.seed})
+        # The checkpoint's seed unless one is given: the same seed draws the same validation rows
+        # from the same data, so the resumed run is judged on rows it has never trained on.
+        seed = config.seed if "seed" in config.model_fields_set else saved.seed
+        if seed != saved.seed:
+            notes.append(
+                f"seed {seed} differs from the checkpoint's seed {saved.seed}: the validation rows are "
+                "drawn anew and may include rows the resumed model has trained on"
+            )
+            logger.warning(notes[-1])
+        config = saved.model_copy(update={"epochs": config.epochs, "seed": seed})
     seed_everything(config.seed)
 
     train_index, val_index = grouped_split(
