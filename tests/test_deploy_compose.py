@@ -197,7 +197,8 @@ def test_scorer_image_is_slim_non_root_and_without_torch() -> None:
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     runs = " ".join(args for op, args in steps if op == "RUN")
-    assert "pip install ." in runs
+    assert "pip install -c constraints.txt ." in runs
+    assert any(op == "COPY" and "constraints.txt" in args.split() for op, args in steps)
     installs = [part for part in runs.split("&&") if "pip install" in part]
     assert not any("torch" in part or "[train]" in part for part in installs), installs
     final_stage = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM") :]
@@ -214,7 +215,8 @@ def test_train_image_installs_cpu_torch_then_the_train_extra() -> None:
     assert [args for op, args in steps if op == "FROM"] == ["python:3.11-slim"]
     runs = " ".join(args for op, args in steps if op == "RUN")
     torch = runs.index("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
-    assert torch < runs.index('pip install ".[train]"')
+    assert torch < runs.index('pip install -c constraints.txt ".[train]"')
+    assert any(op == "COPY" and "constraints.txt" in args.split() for op, args in steps)
     users = [args for op, args in steps if op == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
 
