@@ -228,20 +228,40 @@ def test_train_writes_every_artifact(seed_run: Run, sample_dir: Path) -> None:
 
     report = (seed_run.out / "report.md").read_text(encoding="utf-8")
     assert summary in _section(report, "CSV validation summary")
-    epochs = re.findall(r"^\| (\d+)(?: \*\*best\*\*)? \|", _section(report, "Epochs"), re.MULTILINE)
-    assert epochs == ["1", "2", "3"]
+    # epoch | train loss | val loss | train accuracy | val accuracy | train MAE | val MAE | learning rate
+    number_cell = r" \| (\d+\.\d+(?:e-?\d+)?)"
+    rows = re.findall(
+        r"^\| (\d+)(?: \*\*best\*\*)?" + number_cell * 7 + r" \|$", _section(report, "Epochs"), re.MULTILINE
+    )
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    for row in rows:
+        train_acc, val_acc, train_mae, val_mae = (float(x) for x in row[3:7])
+        assert 0.0 < train_acc <= 1.0 and 0.0 < val_acc <= 1.0
+        assert 0.0 < train_mae < 1.0 and 0.0 < val_mae < 1.0
     metrics = _section(report, "Validation metrics (best checkpoint)")
     for label in (
         "CTR MAE (normalized)",
+        "CTR MAE (raw CTR units)",
         "CTR Spearman correlation",
         "Quality ROC AUC",
+        "Quality F1 at the chosen threshold",
+        "Quality accuracy at the chosen threshold",
         "Quality ECE, calibrated",
+        "Quality ECE, uncalibrated",
+        "Label balance (positive share)",
     ):
         assert re.search(rf"^\| {re.escape(label)} \| -?\d+\.\d+ \|$", metrics, re.MULTILINE), label
     assert "(metric_curves.png)" in report and "(ctr_scatter.png)" in report
+    highlights = _section(report, "Highlights")
+    assert "Quality label: normalized CTR above the training median" in highlights, highlights
+    assert re.search(r"positive share 0\.(4|5)\d\d", highlights), highlights  # the median rule balances
+    assert "Best epoch" in highlights and "better than predicting the training mean" in highlights
 
     saved = json.loads((seed_run.out / "metrics.json").read_text(encoding="utf-8"))
     assert len(saved["epochs"]) == 3
+    assert all(0.0 < e["train_accuracy"] <= 1.0 and 0.0 < e["train_mae"] < 1.0 for e in saved["epochs"])
+    assert 0.4 <= saved["validation"]["label_positive_rate"] <= 0.6
+    assert number(saved["validation"]["ctr_mae_raw"]) and number(saved["validation"]["quality_accuracy"])
     assert saved["validation"]["mode"] == "evaluate"
     assert all(number(saved["validation"][key]) for key in CORE_METRICS)
     assert saved["data"]["rows_read"] == 1200

@@ -25,22 +25,25 @@ REPORT_MD = "report.md"
 
 
 def plot_curves(history: Sequence[EpochRecord], path: Path, resumed_at: int = 0) -> None:
-    """Train/validation loss, validation accuracy and MAE per epoch."""
+    """Train and validation loss, quality accuracy and CTR MAE per epoch."""
     epochs = [r.epoch for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].plot(epochs, [r.train_loss for r in history], marker=".", label="train loss")
-    axes[0].plot(epochs, [r.val_loss for r in history], marker=".", label="validation loss")
-    axes[0].set_title("Hybrid loss")
-    axes[1].plot(epochs, [r.val_accuracy for r in history], marker=".", color="tab:green")
-    axes[1].set_title("Validation accuracy (quality)")
-    axes[2].plot(epochs, [r.val_mae for r in history], marker=".", color="tab:red")
-    axes[2].set_title("Validation MAE (normalized CTR)")
-    for ax in axes:
+    panels = (
+        ("Hybrid loss", "train_loss", "val_loss"),
+        ("Quality accuracy", "train_accuracy", "val_accuracy"),
+        ("CTR MAE (normalized)", "train_mae", "val_mae"),
+    )
+    for ax, (title, train_key, val_key) in zip(axes, panels, strict=True):
+        # Epochs from a checkpoint written before train accuracy/MAE were recorded have gaps (NaN).
+        train_values = [np.nan if getattr(r, train_key) is None else getattr(r, train_key) for r in history]
+        ax.plot(epochs, train_values, marker=".", label="train")
+        ax.plot(epochs, [getattr(r, val_key) for r in history], marker=".", label="validation")
+        ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if resumed_at:
             ax.axvline(resumed_at + 0.5, color="grey", linestyle="--", linewidth=1)
-    axes[0].legend()
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -72,14 +75,15 @@ def _fmt(value: float | int | None, digits: int = 4) -> str:
 
 def epoch_table(history: Sequence[EpochRecord], best_epoch: int) -> str:
     lines = [
-        "| epoch | train loss | val loss | val accuracy | val MAE | learning rate |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| epoch | train loss | val loss | train accuracy | val accuracy | train MAE | val MAE "
+        "| learning rate |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in history:
         mark = " **best**" if r.epoch == best_epoch else ""
         lines.append(
-            f"| {r.epoch}{mark} | {r.train_loss:.5f} | {r.val_loss:.5f} | {r.val_accuracy:.3f} "
-            f"| {r.val_mae:.4f} | {r.learning_rate:.2g} |"
+            f"| {r.epoch}{mark} | {r.train_loss:.5f} | {r.val_loss:.5f} | {_fmt(r.train_accuracy, 3)} "
+            f"| {r.val_accuracy:.3f} | {_fmt(r.train_mae)} | {r.val_mae:.4f} | {r.learning_rate:.2g} |"
         )
     return "\n".join(lines)
 
@@ -166,6 +170,9 @@ def write_report(
         *highlights,
         "",
         "## Epochs",
+        "",
+        "Train loss, accuracy and MAE run over each epoch's batches (dropout on, weights changing);",
+        "validation figures are measured after the epoch.",
         "",
         epoch_table(history, best_epoch),
         "",

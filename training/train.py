@@ -125,9 +125,13 @@ class EpochRecord:
     val_accuracy: float
     val_mae: float
     learning_rate: float
+    # Running over the epoch's batches (the weights change as it goes, dropout on), like the train
+    # loss; None in checkpoints written before they were recorded.
+    train_accuracy: float | None = None
+    train_mae: float | None = None
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
+    def as_dict(self) -> dict[str, float | None]:
+        return {k: None if v is None else float(v) for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -338,7 +342,7 @@ def train(
             batches = [order[s : s + config.batch_size] for s in range(0, n_train, config.batch_size)]
         else:  # whole groups per batch, so the ranking loss sees pairs
             batches = group_batches(ranker.groups.numpy(), config.batch_size, generator)
-        running = 0.0
+        running = correct = abs_err = 0.0
         for index in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=progress is False or None):
             part = train_t.take(index)
             optimizer.zero_grad()
@@ -349,6 +353,9 @@ def train(
             loss.backward()
             optimizer.step()
             running += loss.item() * part.ctr.shape[0]
+            with torch.no_grad():
+                correct += float(((logit >= 0).float() == part.label).sum())
+                abs_err += float((ctr - part.ctr).abs().sum())
         val_loss, val_acc, val_mae, val_ctr = evaluate_loss(model, loss_fn, val_t, 1024)
         if val_ranker is not None:  # early stopping and the scheduler see the whole objective
             val_loss += config.rank_weight * val_ranker.full_loss(val_ctr, val_t.ctr)
@@ -360,11 +367,15 @@ def train(
             val_accuracy=val_acc,
             val_mae=val_mae,
             learning_rate=float(optimizer.param_groups[0]["lr"]),
+            train_accuracy=correct / n_train,
+            train_mae=abs_err / n_train,
         )
         history.append(record)
         logger.info(
-            "epoch %3d  train_loss %.5f  val_loss %.5f  val_acc %.3f  val_mae %.4f  lr %.2g",
-            epoch, record.train_loss, val_loss, val_acc, val_mae, record.learning_rate,
+            "epoch %3d  train_loss %.5f  val_loss %.5f  train_acc %.3f  val_acc %.3f  "
+            "train_mae %.4f  val_mae %.4f  lr %.2g",
+            epoch, record.train_loss, val_loss, correct / n_train, val_acc,
+            abs_err / n_train, val_mae, record.learning_rate,
         )  # fmt: skip
         if on_epoch is not None:
             on_epoch(record)
