@@ -96,10 +96,17 @@ def test_wrong_encoding_names_line_and_byte(tmp_path: Path, prefix: bytes, encod
         CsvReadError,
         "expected UTF-8",
         "line 4,",
+        "row 3, column 'title',",
         f"byte {offset}:",
         f"0x{data[offset]:02x}",
     )
     assert "re-save the file as UTF-8" in message
+
+
+def test_wrong_encoding_in_the_header_says_so(tmp_path: Path) -> None:
+    data = "id,titl\u00e9,ctr\n1,a,0.1\n".encode("latin-1")
+    message = rejects(write(tmp_path, data), RAW, CsvReadError, "line 1, in the header, byte 7:")
+    assert "0xe9" in message
 
 
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:

@@ -66,3 +66,23 @@ def test_report_says_packages_were_pooled(ab_model: Path) -> None:
     report = (ab_model / "report.md").read_text(encoding="utf-8")
     assert "sharing a headline (case and whitespace ignored) were pooled first" in report
     assert "Rows pooled into a headline of their group" in report
+
+
+def test_without_counts_significant_pairs_are_explained(
+    ab_model: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(sample_dir / "ab_tests.csv")
+    frame["ctr"] = frame["clicks"] / frame["impressions"]
+    frame.drop(columns=["clicks", "impressions"]).to_csv(tmp_path / "ctr_only.csv", index=False)
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({"title": "headline", "group": "clickability_test_id", "ctr": "ctr"}))
+    result = invoke(
+        "evaluate", "--model", ab_model, "--data", tmp_path / "ctr_only.csv", "--mapping", mapping, "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["pairs"] > 0 and metrics["pairwise_accuracy"] is not None
+    assert metrics["significant_pairs"] == 0 and metrics["pairwise_accuracy_significant"] is None
+    assert "significant pairs need clicks and impressions" in metrics["notice"]

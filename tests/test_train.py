@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,16 @@ def test_resume_continues_from_the_last_loss(
         scratch_loss,
     )
     assert "weights were not reset" in caplog.text and "epoch 6" in caplog.text
+    # The optimizer and the scheduler continue: Adam's step count and the scheduler's epoch go on
+    # from the checkpoint's instead of starting again.
+    first_state = torch.load(tmp_path / "first" / LAST_CHECKPOINT, weights_only=True)
+    resumed_state = torch.load(tmp_path / "resumed" / LAST_CHECKPOINT, weights_only=True)
+    steps_per_epoch = math.ceil(len(first.train_index) / config.batch_size)
+    first_steps = float(first_state["optimizer_state"]["state"][0]["step"])
+    assert first_steps == 6 * steps_per_epoch
+    assert float(resumed_state["optimizer_state"]["state"][0]["step"]) == first_steps + 2 * steps_per_epoch
+    assert first_state["scheduler_state"]["last_epoch"] == 6
+    assert resumed_state["scheduler_state"]["last_epoch"] == 8
     # The fitted state and scaling come from the checkpoint, not from a refit.
     before = TrainedModel.from_checkpoint(tmp_path / "first" / LAST_CHECKPOINT)
     after = TrainedModel.from_checkpoint(resumed.best_checkpoint)
@@ -242,3 +253,37 @@ def test_ctr_loss_choice_is_used_and_stored(tmp_path: Path, sample: HeadlineData
         "huber": 0.05 * (0.3 - 0.025 + 0.4 - 0.025) / 2,
     }
     assert float(part) == pytest.approx(expected[ctr_loss])
+
+
+def test_hybrid_loss_weights_and_positive_class_weight() -> None:
+    from training.model import HybridLoss
+
+    ctr_pred, ctr_true = torch.tensor([0.2, 0.9]), torch.tensor([0.5, 0.5])
+    logit, label = torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0])
+    ln2 = math.log(2.0)  # BCE of a zero logit, either class
+    total, ctr_part, quality_part = HybridLoss(2.0, 0.5, 1.0, "l1")(ctr_pred, logit, ctr_true, label)
+    assert float(ctr_part) == pytest.approx(0.35) and float(quality_part) == pytest.approx(ln2)
+    assert float(total) == pytest.approx(2.0 * 0.35 + 0.5 * ln2)
+    # pos_weight multiplies the positive rows' term only: (3 ln2 + ln2) / 2
+    _, _, weighted = HybridLoss(1.0, 1.0, 3.0, "l1")(ctr_pred, logit, ctr_true, label)
+    assert float(weighted) == pytest.approx(2 * ln2)
+    # A zero weight removes that head from the gradient.
+    pred = ctr_pred.clone().requires_grad_(True)
+    HybridLoss(0.0, 1.0, 1.0, "l1")(pred, logit, ctr_true, label)[0].backward()
+    assert pred.grad is not None and torch.count_nonzero(pred.grad) == 0
+    with pytest.raises(ValueError, match="not both 0"):
+        HybridLoss(0.0, 0.0)
+    with pytest.raises(ValueError, match="positive pos_weight"):
+        HybridLoss(1.0, 1.0, 0.0)
+
+
+def test_training_uses_the_configured_loss_weights(tmp_path: Path, sample: HeadlineData) -> None:
+    base = train(sample, tmp_path / "a", FAST.model_copy(update={"epochs": 1}), progress=False)
+    heavy = train(
+        sample, tmp_path / "b", FAST.model_copy(update={"epochs": 1, "quality_weight": 3.0}), progress=False
+    )
+    weighted = train(
+        sample, tmp_path / "c", FAST.model_copy(update={"epochs": 1, "pos_weight": 4.0}), progress=False
+    )
+    losses = [r.history[0].train_loss for r in (base, heavy, weighted)]
+    assert len(set(losses)) == 3, losses  # each setting changes the objective that was minimised

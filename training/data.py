@@ -181,10 +181,31 @@ def _read_text(path: Path) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         start = bom + exc.start
         line = data[:start].count(b"\n") + 1
+        cell = _undecodable_cell(data[bom:])
+        where = "" if cell is None else f"{cell}, "
         raise CsvReadError(
-            f"{path}: line {line}, byte {start}: expected UTF-8 text, got byte 0x{data[start]:02x} "
+            f"{path}: line {line}, {where}byte {start}: expected UTF-8 text, got byte 0x{data[start]:02x} "
             "(re-save the file as UTF-8)"
         ) from exc
+
+
+def _undecodable_cell(data: bytes) -> str | None:
+    """Where the first byte that is not UTF-8 sits in the CSV ("row 3, column 'title'"), if it parses."""
+    text = data.decode("utf-8", errors="surrogateescape")  # bad bytes become U+DC80..U+DCFF
+    header: list[str] = []
+    try:
+        for row, record in enumerate(csv.reader(io.StringIO(text, newline=""))):
+            if row == 0:
+                header = record
+            for i, value in enumerate(record):
+                if any("\udc80" <= ch <= "\udcff" for ch in value):
+                    if row == 0:
+                        return "in the header"
+                    column = repr(header[i]) if i < len(header) else f"field {i + 1} (beyond the header)"
+                    return f"row {row}, column {column}"
+    except csv.Error:
+        return None
+    return None
 
 
 def _numeric(

@@ -115,6 +115,11 @@ def evaluate_predictions(
             "significant_pairs": pw.significant_pairs,
             "pooled_rows": pw.pooled_rows,
         }
+        if data.clicks is None or data.impressions is None:
+            result["notice"] = (
+                "significant pairs need clicks and impressions (a two-proportion z-test); this data has "
+                "a CTR column only, so pairwise accuracy is reported over all pairs"
+            )
     return Evaluation.model_validate(result)
 
 

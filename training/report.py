@@ -156,6 +156,8 @@ def write_report(
             "a headline (case and whitespace ignored) were pooled first "
             f"({evaluation.pooled_rows} rows merged; clicks and impressions summed, predictions averaged)."
         )
+    if evaluation.notice:
+        highlights.append(f"- Note: {evaluation.notice}.")
     parts = [
         "# Training report",
         "",
