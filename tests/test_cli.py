@@ -71,7 +71,8 @@ def _wrong_encoding(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:
         "id,post_title,category_name,Normalized URL CTR\n1,caf\u00e9,News,0.5\n".encode("latin-1")
     )
     byte = data.read_bytes().index(b"\xe9")
-    return ["train", "--data", data, "--out", tmp / "run"], f"{data}: line 2, byte {byte}: expected UTF-8"
+    expected = f"{data}: line 2, row 1, column 'post_title', byte {byte}: expected UTF-8"
+    return ["train", "--data", data, "--out", tmp / "run"], expected
 
 
 def _missing_column(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:
