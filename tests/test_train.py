@@ -224,6 +224,51 @@ def test_grouped_split_keeps_groups_and_identical_titles_together() -> None:
         assert not {component[i] for i in tr} & {component[i] for i in va}
 
 
+def test_grouped_split_keeps_the_sides_of_a_resumed_model() -> None:
+    titles = [f"title {i}" for i in range(200)]
+    for seed in range(5):
+        plain = grouped_split(titles, None, 0.2, seed)
+        none = np.zeros(200, dtype=bool)
+        # No marks (or empty ones): the split a seed always gave.
+        for marks in ((None, None), (none, none)):
+            got = grouped_split(titles, None, 0.2, seed, *marks)
+            assert all(np.array_equal(a, b) for a, b in zip(got, plain, strict=True))
+        # Rows 0-99 were the previous run's data: 80 trained on, 20 validated on; 100-199 are new.
+        trained, validated = none.copy(), none.copy()
+        trained[:80], validated[80:100] = True, True
+        validated[5] = True  # a row on both sides (a title seen in both) stays in training
+        tr, va = grouped_split(titles, None, 0.2, seed, trained, validated)
+        assert set(range(80)) <= set(tr.tolist()) and set(range(80, 100)) <= set(va.tolist())
+        new_val = [i for i in va.tolist() if i >= 100]
+        assert 15 <= len(new_val) <= 25  # about val_fraction of the new rows
+    everything = np.ones(200, dtype=bool)
+    with pytest.raises(ValueError, match="every one is kept in training"):
+        grouped_split(titles, None, 0.2, 0, everything, None)
+
+
+def test_resume_on_grown_data_validates_only_on_unseen_rows(
+    tmp_path: Path, sample: HeadlineData, caplog: pytest.LogCaptureFixture
+) -> None:
+    old_rows = sample.subset(np.arange(600))
+    first = train(old_rows, tmp_path / "first", FAST.model_copy(update={"epochs": 1}), progress=False)
+    trained_titles = {old_rows.titles[i] for i in first.train_index}
+    validated_titles = {old_rows.titles[i] for i in first.val_index}
+    with caplog.at_level(logging.INFO, logger="training.train"):
+        grown = train(
+            sample,
+            tmp_path / "grown",
+            TrainConfig(epochs=1, seed=3),
+            resume=first.best_checkpoint,
+            progress=False,
+        )
+    val_titles = {sample.titles[i] for i in grown.val_index}
+    assert not val_titles & trained_titles  # never validated on a row it trained on
+    assert validated_titles <= val_titles  # the held-out rows stay held out
+    new_val = [i for i in grown.val_index if i >= 600 and sample.titles[i] not in validated_titles]
+    assert 0.1 * 600 <= len(new_val) <= 0.3 * 600
+    assert "rows it trained on stay in training" in caplog.text
+
+
 def test_group_label_is_above_the_group_mean(tmp_path: Path) -> None:
     data = load_dataset(SAMPLE_DATA / "ab_tests.csv", UPWORTHY)
     result = train(data, tmp_path, TrainConfig(epochs=1), progress=False)

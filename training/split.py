@@ -42,9 +42,21 @@ def connected_groups(titles: Sequence[str], groups: Sequence[str] | None) -> NDA
 
 
 def grouped_split(
-    titles: Sequence[str], groups: Sequence[str] | None, val_fraction: float, seed: int
+    titles: Sequence[str],
+    groups: Sequence[str] | None,
+    val_fraction: float,
+    seed: int,
+    trained: NDArray[np.bool_] | None = None,
+    validated: NDArray[np.bool_] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Shuffle components with ``seed`` and give about ``val_fraction`` of the rows to validation."""
+    """Shuffle components with ``seed`` and give about ``val_fraction`` of the rows to validation.
+
+    For continuation training, ``trained`` and ``validated`` mark rows a resumed model trained
+    and validated on: their components keep their side (training wins when a component holds
+    both), and only the other components are shuffled, about ``val_fraction`` of their rows
+    going to validation. The held-out rows then stay held out as the data grows. Without the
+    marks the split is what it always was for a given seed.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"expected val_fraction in (0, 1), got {val_fraction}")
     component = connected_groups(titles, groups)
@@ -52,10 +64,22 @@ def grouped_split(
     if n_components < 2:
         raise ValueError(f"expected at least 2 independent groups of rows to split, got {n_components}")
     order = np.random.default_rng(seed).permutation(n_components)
-    sizes = np.bincount(component, minlength=n_components)[order]
-    target = val_fraction * len(titles)
-    n_val = max(1, min(n_components - 1, int(np.searchsorted(np.cumsum(sizes), target)) + 1))
-    val_components = np.zeros(n_components, dtype=bool)
-    val_components[order[:n_val]] = True
+    to_train = np.zeros(n_components, dtype=bool)
+    to_val = np.zeros(n_components, dtype=bool)
+    if trained is not None:
+        to_train[component[trained]] = True
+    if validated is not None:
+        to_val[component[validated]] = True
+    to_val &= ~to_train
+    free = order[~(to_train | to_val)[order]]
+    sizes = np.bincount(component, minlength=n_components)[free]
+    # At least one component on each side: the forced ones count.
+    least = 0 if to_val.any() else 1
+    most = free.size if to_train.any() else free.size - 1
+    if least > most:
+        raise ValueError("no group of rows is left for validation: every one is kept in training")
+    n_val = max(least, min(most, int(np.searchsorted(np.cumsum(sizes), val_fraction * sizes.sum())) + 1))
+    val_components = to_val.copy()
+    val_components[free[:n_val]] = True
     is_val = val_components[component]
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

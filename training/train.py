@@ -35,7 +35,7 @@ from training.calibration import CalibrationReport, calibrate
 from training.checkpoint import save_checkpoint
 from training.data import HeadlineData
 from training.export_rows import CHECKPOINT_KEY as EXPORT_ROWS_KEY
-from training.export_rows import DRIFT_SAMPLE_ROWS, build_export_rows
+from training.export_rows import DRIFT_SAMPLE_ROWS, build_export_rows, stored_rows
 from training.metrics import choose_threshold
 from training.model import CtrLoss, DualHeadModel, HybridLoss, ModelConfig
 from training.predict import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainedModel
@@ -160,6 +160,56 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def _resumed_sides(
+    previous: TrainedModel, data: HeadlineData, notes: list[str]
+) -> tuple[NDArray[np.bool_] | None, NDArray[np.bool_] | None]:
+    """Rows of ``data`` whose title the resumed model trained on, and validated on, if known.
+
+    The checkpoint stores its validation rows and its training titles (all of them up to the
+    drift sample's cap). Continuing on a grown CSV then keeps each row on the side it was on,
+    so validation never holds a row the model has trained on.
+    """
+    stored = stored_rows(previous.checkpoint)
+    if stored is None:
+        return None, None
+    sample = stored.drift_sample
+    trained_titles, validated_titles = set(sample.titles), set(stored.validation.titles)
+    trained = np.fromiter((t in trained_titles for t in data.titles), dtype=bool, count=len(data))
+    validated = np.fromiter((t in validated_titles for t in data.titles), dtype=bool, count=len(data))
+    if not (trained.any() or validated.any()):
+        return None, None
+    if len(sample.titles) < sample.drawn_from:
+        notes.append(
+            f"the resumed checkpoint stores {len(sample.titles)} of its {sample.drawn_from} training titles; "
+            "only those are known to stay out of validation"
+        )
+        logger.warning(notes[-1])
+    notes.append(
+        f"split continues the resumed model's: {int(trained.sum())} rows it trained on stay in training, "
+        f"{int((validated & ~trained).sum())} it validated on stay in validation"
+    )
+    logger.info(notes[-1])
+    return trained, validated
+
+
+def _split(
+    data: HeadlineData, config: TrainConfig, previous: TrainedModel | None, notes: list[str]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    groups = None if data.groups is None else list(data.groups)
+    if previous is not None:
+        trained, validated = _resumed_sides(previous, data, notes)
+        try:
+            return grouped_split(data.titles, groups, config.val_fraction, config.seed, trained, validated)
+        except ValueError:
+            if trained is None:
+                raise
+            notes.append(
+                "every row is one the resumed model trained on: the validation rows are drawn from them"
+            )
+            logger.warning(notes[-1])
+    return grouped_split(data.titles, groups, config.val_fraction, config.seed)
+
+
 def train(
     data: HeadlineData,
     out_dir: Path,
@@ -190,6 +240,7 @@ def train(
     config = config or TrainConfig()
     notes: list[str] = []
     previous: TrainedModel | None = None
+    resumed_seed = config.seed
     if resume is not None:
         previous = TrainedModel.from_checkpoint(resume)
         stored = json.loads(previous.checkpoint["train_config"])
@@ -199,18 +250,17 @@ def train(
         # The checkpoint's seed unless one is given: the same seed draws the same validation rows
         # from the same data, so the resumed run is judged on rows it has never trained on.
         seed = config.seed if "seed" in config.model_fields_set else saved.seed
-        if seed != saved.seed:
-            notes.append(
-                f"seed {seed} differs from the checkpoint's seed {saved.seed}: the validation rows are "
-                "drawn anew and may include rows the resumed model has trained on"
-            )
-            logger.warning(notes[-1])
+        resumed_seed = saved.seed
         config = saved.model_copy(update={"epochs": config.epochs, "seed": seed})
     seed_everything(config.seed)
 
-    train_index, val_index = grouped_split(
-        data.titles, None if data.groups is None else list(data.groups), config.val_fraction, config.seed
-    )
+    train_index, val_index = _split(data, config, previous, notes)
+    if previous is not None and config.seed != resumed_seed and stored_rows(previous.checkpoint) is None:
+        notes.append(
+            f"seed {config.seed} differs from the checkpoint's seed {resumed_seed} and the checkpoint stores "
+            "no rows: the validation rows are drawn anew and may include rows the resumed model trained on"
+        )
+        logger.warning(notes[-1])
     if previous is not None:
         state: FeatureState = previous.featurizer.state
         scaling: TargetScaling | None = previous.scaling
