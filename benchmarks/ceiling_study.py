@@ -38,7 +38,6 @@ import pandas as pd
 
 from benchmarks.common import (
     RESULTS_DIR,
-    SEED_CSV,
     FloatArray,
     evaluate_pairs,
     kfold,
@@ -66,20 +65,6 @@ TITLE_FIELDS = (
 )
 
 
-def _within(matrix: Any, groups: Sequence[str]) -> Any:
-    """``matrix`` minus its per-group row means (sparse or dense in, same kind out)."""
-    from scipy import sparse
-
-    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
-    n = len(codes)
-    member = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(int(codes.max()) + 1, n))
-    counts = np.asarray(member.sum(axis=1)).ravel()
-    means = sparse.diags(1.0 / counts) @ (member @ matrix)
-    return (
-        sparse.csr_matrix(matrix - member.T @ means) if sparse.issparse(matrix) else matrix - member.T @ means
-    )
-
-
 def _views() -> dict[str, list[Any]]:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -105,16 +90,20 @@ def upworthy_part() -> dict[str, Any]:
     from sklearn.linear_model import Ridge
 
     from benchmarks.sentence_encoder import embed, load_encoder
+    from training.wide_init import _group_codes, _group_means
 
     data = load_upworthy()
     train_idx, test_idx = upworthy_split(data)
     train, test = data.subset(train_idx), data.subset(test_idx)
     assert train.groups is not None
-    groups = [str(g) for g in train.groups]
-    target = _within(upworthy_target(train)[:, None], groups).ravel()
+    codes = _group_codes(train.groups)
+    ctr = upworthy_target(train)
 
     def score(name: str, fit_rows: Any, test_rows: Any) -> dict[str, Any]:
-        centred = _within(fit_rows, groups)
+        """A ridge on ``fit_rows`` and the target, both minus their test's mean (fixed effects)."""
+        row_means, target_means = _group_means(fit_rows, ctr, codes)
+        centred = sparse.csr_matrix(fit_rows - row_means)
+        target = ctr - target_means
         by_alpha = {}
         for alpha in ALPHAS:
             predicted = np.asarray(Ridge(alpha=alpha).fit(centred, target).predict(test_rows)).ravel()
@@ -155,8 +144,7 @@ def seed_part() -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
     data = load_seed()
-    frame = pd.read_csv(SEED_CSV)
-    assert len(frame) == len(data), "the seed loader dropped rows; the CSV fields no longer line up"
+    frame = data.extra  # the CSV's other columns, row for row with the kept rows
     category = pd.factorize(frame["category_name"])[0].astype(np.float64)
     fields: FloatArray = np.column_stack([frame[list(TITLE_FIELDS)].to_numpy(np.float64), category])
     y = seed_target(data)

@@ -17,7 +17,7 @@ from headline_scorer import SAMPLE_DATA
 from training.data import HeadlineData, load_dataset
 from training.mapping import SEED, UPWORTHY
 from training.predict import LAST_CHECKPOINT, TrainedModel
-from training.split import connected_groups, grouped_split
+from training.split import NoValidationRowsError, connected_groups, grouped_split
 from training.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
@@ -242,7 +242,7 @@ def test_grouped_split_keeps_the_sides_of_a_resumed_model() -> None:
         new_val = [i for i in va.tolist() if i >= 100]
         assert 15 <= len(new_val) <= 25  # about val_fraction of the new rows
     everything = np.ones(200, dtype=bool)
-    with pytest.raises(ValueError, match="every one is kept in training"):
+    with pytest.raises(NoValidationRowsError, match="every one is kept in training"):
         grouped_split(titles, None, 0.2, 0, everything, None)
 
 
@@ -267,6 +267,16 @@ def test_resume_on_grown_data_validates_only_on_unseen_rows(
     new_val = [i for i in grown.val_index if i >= 600 and sample.titles[i] not in validated_titles]
     assert 0.1 * 600 <= len(new_val) <= 0.3 * 600
     assert "rows it trained on stay in training" in caplog.text
+    # Data made only of rows it trained on: no unseen row is left, so validation is drawn from them.
+    with caplog.at_level(logging.WARNING, logger="training.train"):
+        seen_only = train(
+            old_rows.subset(first.train_index),
+            tmp_path / "seen",
+            TrainConfig(epochs=1),
+            resume=first.best_checkpoint,
+        )
+    assert len(seen_only.val_index) > 0
+    assert "every row is one the resumed model trained on" in caplog.text
 
 
 def test_group_label_is_above_the_group_mean(tmp_path: Path) -> None:

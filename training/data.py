@@ -343,10 +343,12 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
             DroppedRows(rule="empty title", count=int(empty_title.size), rows=list(empty_title + 1))
         )
 
-    if mapping.group and target_source is not None:
+    group_all = (
+        None if not mapping.group else frame[mapping.group].astype(str).str.strip().to_numpy(dtype=str)
+    )
+    if group_all is not None and target_source is not None:
         # A row without its test id cannot take the within-test label or be paired; predictions
         # (inference-only data) do not use the group, so there such rows stay.
-        group_all = frame[mapping.group].astype(str).str.strip().to_numpy()
         empty_group = np.flatnonzero((group_all == "") & keep)
         if empty_group.size:
             keep[empty_group] = False
@@ -429,9 +431,7 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
     if mapping.category:
         cats = frame[mapping.category].astype(str).str.strip()
         categories = [c if c else None for c in cats.iloc[index]]
-    groups = None
-    if mapping.group:
-        groups = frame[mapping.group].astype(str).str.strip().to_numpy(dtype=str)[index]
+    groups = None if group_all is None else group_all[index]
 
     def pick(a: NDArray[np.float64] | None) -> NDArray[np.float64] | None:
         return None if a is None else a[index]

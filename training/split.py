@@ -41,6 +41,10 @@ def connected_groups(titles: Sequence[str], groups: Sequence[str] | None) -> NDA
     return component.astype(np.int64)
 
 
+class NoValidationRowsError(ValueError):
+    """Every group of rows is kept in training, so none can be drawn for validation."""
+
+
 def grouped_split(
     titles: Sequence[str],
     groups: Sequence[str] | None,
@@ -77,7 +81,7 @@ def grouped_split(
     least = 0 if to_val.any() else 1
     most = free.size if to_train.any() else free.size - 1
     if least > most:
-        raise ValueError("no group of rows is left for validation: every one is kept in training")
+        raise NoValidationRowsError("no group of rows is left for validation: every one is kept in training")
     n_val = max(least, min(most, int(np.searchsorted(np.cumsum(sizes), val_fraction * sizes.sum())) + 1))
     val_components = to_val.copy()
     val_components[free[:n_val]] = True

@@ -35,12 +35,12 @@ from training.calibration import CalibrationReport, calibrate
 from training.checkpoint import save_checkpoint
 from training.data import HeadlineData
 from training.export_rows import CHECKPOINT_KEY as EXPORT_ROWS_KEY
-from training.export_rows import DRIFT_SAMPLE_ROWS, build_export_rows, stored_rows
+from training.export_rows import DRIFT_SAMPLE_ROWS, ExportRows, build_export_rows, stored_rows
 from training.metrics import choose_threshold
 from training.model import CtrLoss, DualHeadModel, HybridLoss, ModelConfig
 from training.predict import BEST_CHECKPOINT, LAST_CHECKPOINT, TrainedModel
 from training.ranking import RankingRows, RankPairs, group_batches
-from training.split import grouped_split
+from training.split import NoValidationRowsError, grouped_split
 from training.target import LabelRule, Targets, build_targets, fit_label_rule, fit_scaling
 from training.tensors import build_tensors, evaluate_loss, predict_logits
 from training.wide_init import init_wide_from_ridge
@@ -161,17 +161,14 @@ def seed_everything(seed: int) -> None:
 
 
 def _resumed_sides(
-    previous: TrainedModel, data: HeadlineData, notes: list[str]
+    stored: ExportRows, data: HeadlineData, notes: list[str]
 ) -> tuple[NDArray[np.bool_] | None, NDArray[np.bool_] | None]:
-    """Rows of ``data`` whose title the resumed model trained on, and validated on, if known.
+    """Rows of ``data`` whose title the resumed model trained on, and validated on.
 
     The checkpoint stores its validation rows and its training titles (all of them up to the
     drift sample's cap). Continuing on a grown CSV then keeps each row on the side it was on,
     so validation never holds a row the model has trained on.
     """
-    stored = stored_rows(previous.checkpoint)
-    if stored is None:
-        return None, None
     sample = stored.drift_sample
     trained_titles, validated_titles = set(sample.titles), set(stored.validation.titles)
     trained = np.fromiter((t in trained_titles for t in data.titles), dtype=bool, count=len(data))
@@ -193,16 +190,15 @@ def _resumed_sides(
 
 
 def _split(
-    data: HeadlineData, config: TrainConfig, previous: TrainedModel | None, notes: list[str]
+    data: HeadlineData, config: TrainConfig, resumed_rows: ExportRows | None, notes: list[str]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The validation split; continuing a checkpoint that stores its rows, that checkpoint's sides."""
     groups = None if data.groups is None else list(data.groups)
-    if previous is not None:
-        trained, validated = _resumed_sides(previous, data, notes)
+    if resumed_rows is not None:
+        trained, validated = _resumed_sides(resumed_rows, data, notes)
         try:
             return grouped_split(data.titles, groups, config.val_fraction, config.seed, trained, validated)
-        except ValueError:
-            if trained is None:
-                raise
+        except NoValidationRowsError:
             notes.append(
                 "every row is one the resumed model trained on: the validation rows are drawn from them"
             )
@@ -240,7 +236,7 @@ def train(
     config = config or TrainConfig()
     notes: list[str] = []
     previous: TrainedModel | None = None
-    resumed_seed = config.seed
+    resumed_rows: ExportRows | None = None
     if resume is not None:
         previous = TrainedModel.from_checkpoint(resume)
         stored = json.loads(previous.checkpoint["train_config"])
@@ -250,17 +246,17 @@ def train(
         # The checkpoint's seed unless one is given: the same seed draws the same validation rows
         # from the same data, so the resumed run is judged on rows it has never trained on.
         seed = config.seed if "seed" in config.model_fields_set else saved.seed
-        resumed_seed = saved.seed
+        resumed_rows = stored_rows(previous.checkpoint)
+        if resumed_rows is None and seed != saved.seed:
+            notes.append(
+                f"seed {seed} differs from the checkpoint's seed {saved.seed} and the checkpoint stores no "
+                "rows: the validation rows are drawn anew and may include rows the resumed model trained on"
+            )
+            logger.warning(notes[-1])
         config = saved.model_copy(update={"epochs": config.epochs, "seed": seed})
     seed_everything(config.seed)
 
-    train_index, val_index = _split(data, config, previous, notes)
-    if previous is not None and config.seed != resumed_seed and stored_rows(previous.checkpoint) is None:
-        notes.append(
-            f"seed {config.seed} differs from the checkpoint's seed {resumed_seed} and the checkpoint stores "
-            "no rows: the validation rows are drawn anew and may include rows the resumed model trained on"
-        )
-        logger.warning(notes[-1])
+    train_index, val_index = _split(data, config, resumed_rows, notes)
     if previous is not None:
         state: FeatureState = previous.featurizer.state
         scaling: TargetScaling | None = previous.scaling
