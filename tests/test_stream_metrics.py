@@ -145,11 +145,11 @@ def test_model_info_keeps_one_series(metrics: ScorerMetrics, registry: Collector
     metrics.set_model("v1")  # the same version again is not a reload
     assert get(f"{P}_model_reloads_total") == 0
     metrics.set_model("v2")
-    metrics.reload_failed()
+    metrics.reload_failed("canary_failed")
     info = families(registry)[f"{P}_model_info"]
     assert [(s.labels, s.value) for s in info.samples] == [({"version": "v2"}, 1.0)]  # type: ignore[attr-defined]
     assert get(f"{P}_model_reloads_total") == 1
-    assert get(f"{P}_model_reload_failures_total") == 1
+    assert get(f"{P}_model_reload_failures_total", {"reason": "canary_failed"}) == 1
 
 
 def test_commit_age_uses_the_clock(
