@@ -41,6 +41,7 @@ ENV_VARS = [
     "COMMIT_INTERVAL_SECONDS",
     "BROKER_SESSION_TIMEOUT_SECONDS",
     "LOG_LEVEL",
+    "DLQ_MAX_RECORD_BYTES",
 ]
 PASSWORD = "pa55-w0rd-that-must-not-leak"
 
