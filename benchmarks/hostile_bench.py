@@ -42,6 +42,7 @@ if __package__ in (None, ""):
 from benchmarks.common import RESULTS_DIR, print_table, print_targets
 from benchmarks.stream_support import (
     Contender,
+    CpuSampler,
     Topics,
     bench_registry,
     client_kwargs,
@@ -162,6 +163,7 @@ def run_phase(
     try:
         ready_s = contender.wait_ready()
         rss_ready, _ = memory_mb(contender.pid)
+        cpu = CpuSampler(contender.pid).start()
         with RssSampler(contender.pid) as sampler:
             log = asyncio.run(
                 read_outputs(
@@ -172,6 +174,7 @@ def run_phase(
                     alive=contender.check_alive,
                 )
             )
+        cpu.stop()
         time.sleep(1.5)  # one housekeeping tick, then the counters
         rss_now, rss_peak = memory_mb(contender.pid)
         scraped = contender.metrics()
@@ -181,6 +184,7 @@ def run_phase(
         raise RuntimeError(f"{name}: only {len(log)} of {expected_scores} scores; log {contender.log_path}")
     stamps = sorted(log.timestamps_ms)
     window = max(1e-3, (stamps[-1] - stamps[0]) / 1000)
+    cpu_window = cpu.cpu_at(stamps[-1] / 1000) - cpu.cpu_at(stamps[0] / 1000)
     dead = {
         k.split("reason=")[1].rstrip("}"): v
         for k, v in scraped.items()
@@ -196,6 +200,7 @@ def run_phase(
         "ready_seconds": round(ready_s, 2),
         "valid_per_second": round((len(stamps) - 1) / window, 1),
         "window_seconds": round(window, 3),
+        "worker_cpu_us_per_valid": round(cpu_window / max(1, len(stamps) - 1) * 1e6, 1),
         "rss_ready_mb": round(rss_ready, 1),
         "rss_end_mb": round(rss_now, 1),
         "rss_peak_mb": round(rss_peak, 1),
@@ -262,7 +267,17 @@ def main(argv: list[str] | None = None) -> int:
         if p
     ]
     print_table(
-        ["phase", "records", "input MB", "valid/s", "window s", "RSS ready", "RSS peak", "dead letters"],
+        [
+            "phase",
+            "records",
+            "input MB",
+            "valid/s",
+            "window s",
+            "CPU µs/valid",
+            "RSS ready",
+            "RSS peak",
+            "dead letters",
+        ],
         [
             [
                 str(p["phase"]),
@@ -270,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(p["input_mb"]),
                 str(p["valid_per_second"]),
                 str(p["window_seconds"]),
+                str(p["worker_cpu_us_per_valid"]),
                 str(p["rss_ready_mb"]),
                 str(p["rss_peak_mb"]),
                 ", ".join(f"{k} {int(v)}" for k, v in sorted(p["dead_lettered"].items())) or "-",
