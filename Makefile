@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy training export stream headline_scorer
+	$(BIN)/mypy artifact training export stream headline_scorer
 
 unit: $(STAMP)
 	$(BIN)/pytest

@@ -111,8 +111,8 @@ def main() -> None:
     require_data()
     set_threads(1)
 
-    from export.registry import Registry
-    from training.export_model import export_to_registry
+    from artifact.registry import Registry
+    from export.build import export_to_registry
     from training.train import TrainConfig, train
 
     data = load_upworthy()

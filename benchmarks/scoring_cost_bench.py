@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     machine_at_start = machine()  # the load average before this benchmark adds its own
 
-    from export.registry import Registry
+    from artifact.registry import Registry
     from headline_scorer.replay import event_value
     from stream.dlq import rfc3339_utc
 

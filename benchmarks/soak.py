@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     machine_at_start = machine()  # the load average before this benchmark adds its own
 
-    from stream.broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker
 
     source = data_source()
     rows = load_rows(source)

@@ -23,7 +23,7 @@ def broker(
 ) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
     configure_logging(log_level or "WARNING")
-    from stream.broker import BrokerError, EmbeddedBroker
+    from headline_scorer.embedded_broker import BrokerError, EmbeddedBroker
 
     embedded = EmbeddedBroker(port)
     with embedded:
@@ -62,7 +62,7 @@ def replay(
     """Replay a CSV as headline events at a steady rate (the load generator)."""
     configure_logging(log_level)
     from headline_scorer.replay import load_rows, replay_events
-    from stream.broker import run_sync
+    from stream.asyncio_util import run_sync
     from stream.settings import StreamSettings
 
     settings = StreamSettings.from_env()

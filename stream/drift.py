@@ -27,7 +27,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from export.errors import ArtifactError
+from artifact.errors import ArtifactError
 
 NUMERIC_SIGNALS: Final = ("ctr", "quality_prob", "title_chars", "title_words", "unknown_token_share")
 CATEGORICAL_SIGNAL: Final = "category"

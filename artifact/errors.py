@@ -21,8 +21,8 @@ Every error the project raises on purpose derives from one root, so a caller
     ├── ScoringError              a scoring call with malformed arguments (e.g. lengths differ)
     └── GateRejectedError         retrain: the candidate is worse than the current model
 
-This module lives in ``export`` because ``training`` and ``stream`` both depend
-on ``export`` and never on each other.
+This module lives in ``artifact`` because every other package depends on
+``artifact`` and ``artifact`` on none of them.
 """
 
 from __future__ import annotations
