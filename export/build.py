@@ -58,7 +58,7 @@ from artifact.manifest import (
     sha256_file,
 )
 from artifact.registry import Registry
-from artifact.runtime import Scorer, load_model, make_session
+from artifact.runtime import OnnxScorer, load_model, make_session
 from export.inputs import export_inputs
 from export.onnx_export import stamp_metadata
 from export.parity import HARD_ROWS, PARITY_TOLERANCE, compare
@@ -150,7 +150,7 @@ def _input_schema(n_numeric: int) -> InputSchema:
     )
 
 
-def _score(scorer: Scorer, titles: list[str], categories: list[str | None]) -> dict[str, Any]:
+def _score(scorer: OnnxScorer, titles: list[str], categories: list[str | None]) -> dict[str, Any]:
     parts = [
         scorer.score(titles[i : i + SCORE_BATCH], categories[i : i + SCORE_BATCH])
         for i in range(0, len(titles), SCORE_BATCH)
@@ -193,7 +193,7 @@ def export_version(
     state = trained.featurizer.state
     scaling = Scaling(**trained.scaling.to_dict())
     calibration = Calibration(a=trained.calibration.a, b=trained.calibration.b)
-    scorer = Scorer(make_session(graph), state, scaling, calibration, trained.quality_threshold)
+    scorer = OnnxScorer(make_session(graph), state, scaling, calibration, trained.quality_threshold)
 
     # Parity: validation rows and the hostile strings, torch vs runtime.
     val_cats = val_rows.categories or [None] * len(val_rows)
