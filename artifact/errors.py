@@ -84,6 +84,10 @@ class CanaryError(ModelLoadError):
     """The canary rows stored in the manifest no longer score as recorded."""
 
 
+class DriftReferenceError(ArtifactError):
+    """A drift reference (the manifest's ``drift`` field) that cannot be used."""
+
+
 class RegistryError(ArtifactError):
     """A registry operation that cannot be done (bad name, no such version, failed publish)."""
 

@@ -57,7 +57,7 @@ class ScoreBatch:
     ctr_normalized: FloatArray
     quality_prob: FloatArray  # calibrated
     quality_label: NDArray[np.bool_]  # quality_prob >= stored threshold
-    signals: dict[str, FloatArray]  # drift inputs, keys = NUMERIC_SIGNALS
+    signals: dict[str, FloatArray]  # drift inputs, keys = artifact.drift.NUMERIC_SIGNALS
     categories: list[str | None]  # category as the model sees it (None = missing)
     category_known: NDArray[np.bool_]  # category was seen in training
 

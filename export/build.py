@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from artifact.drift import DEFAULT_BINS, build_drift_reference
+from artifact.drift import DEFAULT_BINS, NUMERIC_SIGNALS, build_drift_reference
 from artifact.errors import ExportError
 from artifact.manifest import (
     CHECKPOINT_FILE,
@@ -155,9 +155,8 @@ def _score(scorer: OnnxScorer, titles: list[str], categories: list[str | None]) 
         scorer.score(titles[i : i + SCORE_BATCH], categories[i : i + SCORE_BATCH])
         for i in range(0, len(titles), SCORE_BATCH)
     ]
-    keys = ("ctr", "ctr_normalized", "quality_prob")
-    out: dict[str, Any] = {k: np.concatenate([getattr(p, k) for p in parts]) for k in keys}
-    for signal in ("title_chars", "title_words", "unknown_token_share"):
+    out: dict[str, Any] = {"ctr_normalized": np.concatenate([p.ctr_normalized for p in parts])}
+    for signal in NUMERIC_SIGNALS:  # ctr and quality_prob among them
         out[signal] = np.concatenate([p.signals[signal] for p in parts])
     return out
 
