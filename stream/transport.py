@@ -30,13 +30,15 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from artifact.errors import HeadlineScorerError
+
 logger = logging.getLogger(__name__)
 
 
 BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
 
-class DeliveryFailedError(RuntimeError):
+class DeliveryFailedError(HeadlineScorerError, RuntimeError):
     """A score or dead-letter record was not acknowledged by the broker."""
 
 
