@@ -1,7 +1,9 @@
 """Prometheus metrics of a scorer worker, registered on an injected ``CollectorRegistry``.
 
-Every name and label is fixed by contracts.md; labels only take bounded values
-(dead-letter reasons, drift signals, topic/partition, the serving model version).
+Names and labels are an interface: the deploy/prometheus rules, the Grafana
+dashboard and README.md ("The stream") use them, so a rename breaks them.
+Labels only take bounded values (dead-letter reasons, drift signals,
+topic/partition, the serving model version).
 Per-event distributions (latency, predictions) are fed a whole batch at a time
 through :class:`ArrayHistogram`, which bins a numpy array in one call instead of
 one ``Histogram.observe`` per event.
