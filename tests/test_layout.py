@@ -205,3 +205,20 @@ def test_one_exception_tree_under_one_root_drawn_in_one_place() -> None:
     for name, parent in drawing.items():
         if parent:
             assert defined[parent] in defined[name].__bases__, f"{name} is drawn under {parent}"
+
+
+def test_every_package_is_packaged_and_copied_into_both_images() -> None:
+    """A new package must reach the wheel, both images' build context and their COPY lines."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {pattern.rstrip("*") for pattern in include} == set(PACKAGES)
+    for dockerfile in ("Dockerfile", "Dockerfile.train"):
+        path = ROOT / "deploy" / "docker" / dockerfile
+        copies = re.findall(r"^COPY (\w+) \./(\w+)$", path.read_text(encoding="utf-8"), re.MULTILINE)
+        assert {src for src, dst in copies if src == dst} == set(PACKAGES), dockerfile
+        ignore = (path.parent / f"{dockerfile}.dockerignore").read_text(encoding="utf-8").splitlines()
+        assert {line[1:-3] for line in ignore if line.startswith("!") and line.endswith("/**")} == set(
+            PACKAGES
+        ), dockerfile
