@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "hostile_bench.json")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
-    from stream.broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker
 
     source = data_source()
     registry = bench_registry(source)

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Literal, Protocol, get_args
 
-from export.errors import CanaryError, HeadlineScorerError, RegistryError
-from export.registry import Registry
-from export.runtime import ROWS_PER_CALL, ScoringModel, load_model
+from artifact.errors import CanaryError, HeadlineScorerError, RegistryError
+from artifact.registry import Registry
+from artifact.runtime import ROWS_PER_CALL, ScoringModel, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ class ReloadMetrics(Protocol):
 
 
 Loader = Callable[[Path], ScoringModel]
-
-
-class VersionMismatchError(HeadlineScorerError):
-    """A version directory whose manifest names another version (it would be reloaded forever)."""
 
 
 def directory_fingerprint(path: Path) -> Fingerprint:
@@ -132,14 +128,23 @@ class ModelHolder:
                 return False
             try:
                 model = self._loader(path)
-                if model.version != current:
-                    raise VersionMismatchError(
+                if model.version != current:  # served as is, it would be loaded again on every poll
+                    self._reject(
+                        current,
+                        fingerprint,
+                        "version_mismatch",
                         f"{path}: the directory is named {current} but its manifest is version "
-                        f"{model.version}; re-publish it or point CURRENT at a version whose name matches"
+                        f"{model.version}; re-publish it or point CURRENT at a version whose name matches",
                     )
+                    return False
                 self._warm_up(model)
             except HeadlineScorerError as exc:
-                self._reject(current, fingerprint, exc)
+                self._reject(
+                    current,
+                    fingerprint,
+                    "canary_failed" if isinstance(exc, CanaryError) else "load_failed",
+                    str(exc),
+                )
                 return False
             previous = self.version  # the swap: batches read self.model once when they start
             self.model = model
@@ -179,16 +184,9 @@ class ModelHolder:
             self._registry_failure = None
         return current
 
-    def _reject(self, version: str, fingerprint: Fingerprint, exc: HeadlineScorerError) -> None:
-        reason: ReloadFailure
-        if isinstance(exc, VersionMismatchError):
-            reason = "version_mismatch"
-        elif isinstance(exc, CanaryError):
-            reason = "canary_failed"
-        else:
-            reason = "load_failed"
+    def _reject(self, version: str, fingerprint: Fingerprint, reason: ReloadFailure, why: str) -> None:
         self._settled = (version, fingerprint)
-        self.rejected[version] = str(exc)
+        self.rejected[version] = why
         self._metrics.reload_failed(reason)
         serving = f"{self.version} keeps serving" if self.model is not None else "no model is serving"
         logger.error(
@@ -196,7 +194,7 @@ class ModelHolder:
             version,
             reason,
             serving,
-            exc,
+            why,
         )
 
     def _warm_up(self, model: ScoringModel) -> None:

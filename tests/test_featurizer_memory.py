@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from export.features import FeatureConfig, FeatureState, fit_feature_state
-from export.featurizer import _SLICES_MAX_SIZE, Featurizer
+from artifact.features import FeatureConfig, FeatureState, fit_feature_state
+from artifact.featurizer import _SLICES_MAX_SIZE, Featurizer
 from tests.test_export_features import ReferenceFeaturizer, _assert_same, _sample
 
 MB = 1 << 20

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from export.runtime import ScoringModel, load_model
+from artifact.runtime import ScoringModel, load_model
 from stream.dlq import (
     DEAD_LETTER_REASONS,
     HEADER_ORIGINAL_VALUE_BYTES,

@@ -16,9 +16,9 @@ from typing import cast
 import pytest
 from prometheus_client import CollectorRegistry
 
-from export.errors import CanaryError, ModelLoadError
-from export.registry import CURRENT_FILE, Registry, atomic_write_text
-from export.runtime import ScoringModel, load_model
+from artifact.errors import CanaryError, ModelLoadError
+from artifact.registry import CURRENT_FILE, Registry, atomic_write_text
+from artifact.runtime import ScoringModel, load_model
 from stream.metrics import ScorerMetrics
 from stream.reload import RELOAD_FAILURE_REASONS, ModelHolder, ReloadFailure
 from tests.stream_harness import template_registry
