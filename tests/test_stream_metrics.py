@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream.dlq import DEAD_LETTER_REASONS
 from stream.metrics import DRIFT_SIGNALS, LATENCY_BUCKETS, ArrayHistogram, ScorerMetrics, latencies_seconds
+from stream.reload import RELOAD_FAILURE_REASONS
 
 P = "headline_scorer"
 CONTRACT_FAMILIES = {
@@ -196,7 +197,7 @@ def test_labels_stay_bounded(metrics: ScorerMetrics, registry: CollectorRegistry
         metrics.set_model(f"v{i % 3}")
         metrics.set_drift(dict.fromkeys(DRIFT_SIGNALS, 0.01 * i), 0.1)
     allowed: dict[str, set[str]] = {
-        "reason": set(DEAD_LETTER_REASONS),
+        "reason": {*DEAD_LETTER_REASONS, *RELOAD_FAILURE_REASONS},
         "signal": set(DRIFT_SIGNALS),
         "topic": {"headlines"},
         "partition": {"0", "1", "2", "3"},
