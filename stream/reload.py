@@ -163,12 +163,12 @@ class ModelHolder:
         root = self._registry.root
         try:
             if not root.is_dir():
-                raise RegistryError(
+                raise FileNotFoundError(
                     f"{root}: the model registry is not a directory (missing or not mounted?)"
                 )
             current = self._registry.current_version()
         except (RegistryError, OSError) as exc:
-            unreadable = isinstance(exc, OSError) or isinstance(exc.__cause__, OSError) or not root.is_dir()
+            unreadable = isinstance(exc, OSError) or isinstance(exc.__cause__, OSError)
             reason: ReloadFailure = "registry_unreadable" if unreadable else "bad_current"
             failure = (reason, str(exc))
             if failure == self._registry_failure:
