@@ -2,7 +2,7 @@
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/hostile_bench.py [--memory-events 30000] [--valid 4000] [--only memory,rejects]
+    .venv/bin/python benchmarks/hostile_bench.py [--memory-events 90000] [--valid 4000] [--only memory,rejects]
 
 One embedded broker; every phase gets fresh 4-partition topics, its input produced in full
 before its own ``headline-scorer worker`` process starts (the stream benchmarks' model and
@@ -210,7 +210,7 @@ def run_phase(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--memory-events", type=int, default=30_000)
+    parser.add_argument("--memory-events", type=int, default=90_000)
     parser.add_argument("--valid", type=int, default=4_000, help="valid events per rejects phase")
     parser.add_argument("--only", default="memory,rejects")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "hostile_bench.json")
