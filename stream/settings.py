@@ -63,6 +63,13 @@ class StreamSettings(BaseSettings):
     drift_window_seconds: float = Field(default=900.0, gt=0)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     broker_session_timeout_seconds: float = Field(default=10.0, gt=0)
+    # aiokafka's idempotent producer (acks=all always); the embedded broker cannot do it: set false there
+    producer_idempotence: bool = True
+    # the worker creates missing input/output/dead-letter topics at start-up (else it refuses to start)
+    create_topics: bool = True
+    # /ready turns false when the broker has not answered, or processed events have waited for their
+    # commit, for longer than this
+    ready_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     log_level: LogLevel = "INFO"
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", "log_level", mode="before")
