@@ -160,6 +160,7 @@ async def run_aiokafka(kind: str, settings: StreamSettings) -> None:
 
     from export.registry import Registry
     from stream.events import encode_scores, event_time_seconds
+    from stream.faust_adapter import BrokerProbe
     from stream.metrics import ScorerMetrics
     from stream.scoring import BatchScorer, InRecord
 

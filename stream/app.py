@@ -22,8 +22,9 @@ Flow per micro-batch of the input topic (raw bytes in):
 Failures, each on its own path:
 
 * **Outputs not stored** (a delivery failed, or the broker acknowledged outputs
-  it does not hold: a topic missing or re-created): no offset is committed any
-  more, ``/ready`` turns false, and the worker stops with a non-zero exit code.
+  it does not hold: a topic missing or re-created, checked before producing and
+  before every commit): no offset is committed any more, ``/ready`` turns
+  false, and the worker stops with a non-zero exit code.
   Its restart (the Deployment's or compose's restart policy) resumes from the
   last committed offsets, re-creating missing topics when ``CREATE_TOPICS`` is
   true, and produces the lost outputs again: nothing is lost, duplicates are
@@ -169,6 +170,7 @@ class ScorerWorker:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._score_pool, self.batch_scorer.process, model, records)
         sink = self.start_sink()
+        await sink.ensure_topics((self.settings.output_topic, self.settings.dlq_topic))
         await sink.send(self.settings.output_topic, result.scores)
         await sink.send(self.settings.dlq_topic, result.dead_letters)
         self.health.processed()
@@ -213,8 +215,11 @@ class ScorerWorker:
         assert self.probe is not None and self.sink is not None
         settings = self.settings
         try:
-            await self.probe.topics([settings.input_topic, settings.output_topic, settings.dlq_topic])
+            states = await self.probe.topics(
+                [settings.input_topic, settings.output_topic, settings.dlq_topic]
+            )
             self.health.broker_answered()
+            self.health.topics_missing = sorted(name for name, state in states.items() if not state.exists)
             await self.sink.check_topics()
         except Exception as exc:  # unreachable or timed out: readiness shows it, nothing is decided here
             logger.debug("broker probe failed: %r", exc)

@@ -26,6 +26,9 @@ so faust itself stays unpatched and an upgrade that breaks an assumption fails
   aiokafka producer itself is handed to the sink (:func:`producer_client`), which
   uses its batch API; :class:`BrokerProbe` reads topic metadata (without
   auto-creating topics) and end offsets through its client.
+* **Seek on assignment.** faust keeps a partition's old read position when the
+  group has no committed offset for it (a broker that lost its offsets); the
+  scorer starts such a partition from the beginning (``perform_seek``).
 * **Stall detector.** faust's monitor notes per partition when its stream last
   took an event; :func:`mark_inbound` does that for the records of a batch.
 
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import faust
+from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -81,11 +85,15 @@ PRIVATE_METHODS: tuple[PrivateMethod, ...] = (
     PrivateMethod("faust.transport.drivers.aiokafka.Consumer", "_new_consumer_thread", ("self",)),
     PrivateMethod("faust.transport.drivers.aiokafka.Consumer", "_commit", ("self", "offsets")),
     PrivateMethod("faust.transport.consumer.Consumer", "_drain_messages", ("self", "fetcher")),
-    PrivateMethod("faust.transport.consumer.Consumer", "_add_gap", ("self", "tp", "offset_from", "offset_to")),
+    PrivateMethod(
+        "faust.transport.consumer.Consumer", "_add_gap", ("self", "tp", "offset_from", "offset_to")
+    ),
     PrivateMethod("faust.transport.drivers.aiokafka.Producer", "_settings_extra", ("self",)),
     PrivateMethod("faust.transport.drivers.aiokafka.Producer", "_ensure_producer", ("self",)),
     PrivateMethod("faust.app.base.App", "_new_transport", ("self",)),
-    PrivateMethod("aiokafka.producer.message_accumulator.MessageAccumulator", "fail_all", ("self", "exception")),
+    PrivateMethod(
+        "aiokafka.producer.message_accumulator.MessageAccumulator", "fail_all", ("self", "exception")
+    ),
 )
 
 PRIVATE_ATTRIBUTES: tuple[PrivateAttribute, ...] = (
@@ -93,6 +101,7 @@ PRIVATE_ATTRIBUTES: tuple[PrivateAttribute, ...] = (
     PrivateAttribute("aiokafka.AIOKafkaProducer", "_message_accumulator"),
     PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_stopped"),
     PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_read_offset"),
+    PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_committed_offset"),
     PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_commit_every"),
     PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_n_acked"),
     PrivateAttribute("faust.sensors.monitor.Monitor", "stream_inbound_time"),
@@ -132,7 +141,7 @@ class BatchHooks(Protocol):
     """What the app plugs into the consumer."""
 
     async def handle_batch(self, messages: Sequence[Any]) -> None:
-        """Process faust messages (``key``, ``value``, ``topic``, ``partition``, ``offset``, ``timestamp``)."""
+        """Process faust messages (``key``, ``value``, ``topic``, ``partition``, ``offset``, ...)."""
 
     def commit_refusal(self) -> BaseException | None:
         """Why no commit may happen any more (None: commits allowed)."""
@@ -176,6 +185,18 @@ class ScorerConsumer(faust_aiokafka.Consumer):
     @property
     def _hooks(self) -> BatchHooks:
         return scorer_app(self.app).hooks
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets, like faust; a partition without one (a new group, or a
+        broker that lost the group's offsets) starts from the beginning instead of where this
+        process read before, and forgets the offset this process had committed for it."""
+        committed = await self.seek_to_committed()
+        for tp, offset in committed.items():
+            if offset is None or offset < 0:
+                await self.seek(ensure_TP(tp), 0)  # below the log start: the reset policy (earliest)
+            valid = offset is not None and offset > 0
+            self._read_offset[ensure_TP(tp)] = offset if valid else None
+            self._committed_offset[ensure_TP(tp)] = offset if valid else None
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         refusal = self._hooks.commit_refusal()
@@ -354,7 +375,7 @@ def producer_client(app: faust.App) -> Any:
     return cast(faust_aiokafka.Producer, app.producer)._ensure_producer()
 
 
-def mark_inbound(app: faust.App, tps: Iterable[TP]) -> None:
+def mark_inbound(app: Any, tps: Iterable[TP]) -> None:
     """Tell faust's stall detector that these partitions' records were just taken."""
     inbound = app.monitor.stream_inbound_time
     if inbound is None:  # the monitor is not started (no stall detection yet)
@@ -411,7 +432,7 @@ class BrokerProbe:
         return await asyncio.wait_for(self._client.send(node_id, request), self._timeout)
 
     async def topics(self, names: Sequence[str]) -> dict[str, TopicState]:
-        """The broker's view of ``names``; raises aiokafka's errors or TimeoutError when it does not answer."""
+        """The broker's view of ``names``; raises TimeoutError (or aiokafka's errors) when it does not answer."""
         from aiokafka.errors import KafkaConnectionError
         from aiokafka.protocol.metadata import MetadataRequest
 
@@ -450,4 +471,3 @@ class BrokerProbe:
                     offset = int(part["offset"]) if int(part["error_code"]) == 0 else -1
                     out[(topic["topic"], int(part["partition"]))] = offset
         return out
-

@@ -3,8 +3,9 @@
 * **ready** (``/ready``, ``headline_scorer_ready``): a model is serving, the
   consumer holds at least one partition, the broker answered within
   ``ready_timeout_seconds`` (an offset commit, or the worker's metadata probe,
-  which runs every second), processed events have not waited longer than that
-  for their commit, and no output was lost (a lost output stops the worker).
+  which runs every second), the input, output and dead-letter topics exist,
+  processed events have not waited longer than that for their commit, and no
+  output was lost (a lost output stops the worker).
   A worker that cannot reach the broker, or cannot commit, is not ready; it is
   ready again as soon as the broker answers and commits go through.
 * **live** (``/live``): the event loop ran its heartbeat within
@@ -33,6 +34,7 @@ class Health:
     model_loaded: bool = False
     partitions_assigned: int = 0
     failure: str | None = None
+    topics_missing: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.ready_timeout_seconds <= 0 or self.stall_seconds <= 0:
@@ -71,6 +73,8 @@ class Health:
             return False, "no model loaded"
         if self.partitions_assigned == 0:
             return False, "no partitions assigned"
+        if self.topics_missing:
+            return False, f"topics missing on the broker: {', '.join(self.topics_missing)}"
         now = self.clock()
         silent = now - self.last_broker_answer
         if silent > self.ready_timeout_seconds:

@@ -16,6 +16,15 @@ commit covers the outputs of the records it commits, so before every commit
 3. each written partition's end offset lies beyond the last acknowledged
    batch, and acknowledged offsets never went backwards in between.
 
+Before producing, the sink also asks the broker (at most every
+``topic_check_seconds``) whether the destination topics exist, and while the
+broker does not answer, the batch waits. A topic that went missing while the
+worker runs means the broker lost data or someone deleted it: the sink fails
+(latches) before producing anything into the void, and the worker stops
+without committing; its restart re-creates the topics (``CREATE_TOPICS``) and
+resumes from the committed offsets. Re-creating them in place would not do:
+the consumer's in-memory positions and offsets predate the loss.
+
 Why 2 and 3: a broker that lost its topics (the embedded broker after a
 restart: memory storage) acknowledges produce requests to unknown topics with
 no error and stores nothing; and a topic deleted and re-created between a
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +58,10 @@ class DeliveryFailedError(CommitRefusedError):
 
 class UnstoredOutputError(CommitRefusedError):
     """The broker acknowledged outputs that it does not hold (missing topic, rewound partition)."""
+
+
+class OutputTopicMissingError(UnstoredOutputError):
+    """A destination topic disappeared (or changed its partitions) while the worker was running."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +201,47 @@ class BatchSink:
     producer: Any  # aiokafka.AIOKafkaProducer, started
     probe: Probe
     ledger: DeliveryLedger = field(default_factory=DeliveryLedger)
+    topic_check_seconds: float = 0.5
+    retry_seconds: float = 1.0
+    clock: Callable[[], float] = time.monotonic
     _partitions: dict[str, int] = field(default_factory=dict)
     _round_robin: int = 0
+    _checked_at: dict[str, float] = field(default_factory=dict)
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Return once the broker confirmed ``topics`` exist as routed; raise (and latch) when one is gone."""
+        if self.ledger.failure is not None:
+            raise self.ledger.failure
+        now = self.clock()
+        due = [t for t in topics if now - self._checked_at.get(t, -1e18) >= self.topic_check_seconds]
+        if not due:
+            return
+        warned = False
+        while True:
+            try:
+                states = await self.probe.topics(due)
+                break
+            except Exception as exc:  # unreachable or timed out: produce nothing until it answers
+                if not warned:
+                    logger.warning("broker does not answer (%r); outputs wait until it does", exc)
+                    warned = True
+                await asyncio.sleep(self.retry_seconds)
+        for topic in due:
+            state = states[topic]
+            known = self._partitions.get(topic)
+            if not state.exists:
+                problem = f"output topic {topic} is missing on the broker (error code {state.error_code})"
+            elif known is not None and known != len(state.partitions):
+                problem = f"output topic {topic} has {len(state.partitions)} partitions, was {known}"
+            else:
+                self._partitions[topic] = len(state.partitions)
+                continue
+            error = OutputTopicMissingError(f"{problem}: the broker lost data or the topic was re-created")
+            self.ledger.fail(error)
+            raise error
+        checked = self.clock()
+        for topic in due:
+            self._checked_at[topic] = checked
 
     async def _n_partitions(self, topic: str) -> int:
         n = self._partitions.get(topic)

@@ -54,7 +54,9 @@ def supports_idempotence(bootstrap: str) -> bool:
     async def probe() -> bool:
         from aiokafka.errors import KafkaError
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, request_timeout_ms=5000)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=True, request_timeout_ms=5000
+        )
         try:
             await asyncio.wait_for(producer.start(), 15)
             return True

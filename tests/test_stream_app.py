@@ -11,8 +11,8 @@ import faust
 import pytest
 
 from stream.app import build_app, faust_kwargs
-from stream.settings import StreamSettings
 from stream.faust_adapter import ScorerFaustApp
+from stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
