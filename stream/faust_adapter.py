@@ -100,6 +100,7 @@ PRIVATE_ATTRIBUTES: tuple[PrivateAttribute, ...] = (
     PrivateAttribute("aiokafka.AIOKafkaConsumer", "_fetch_max_wait_ms"),
     PrivateAttribute("aiokafka.AIOKafkaProducer", "_message_accumulator"),
     PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_stopped"),
+    PrivateAttribute("faust.transport.consumer.Fetcher", "_stopped"),
     PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_read_offset"),
     PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_committed_offset"),
     PrivateAttribute("faust.transport.drivers.aiokafka.Consumer", "_commit_every"),
@@ -432,7 +433,7 @@ class BrokerProbe:
         return await asyncio.wait_for(self._client.send(node_id, request), self._timeout)
 
     async def topics(self, names: Sequence[str]) -> dict[str, TopicState]:
-        """The broker's view of ``names``; raises TimeoutError (or aiokafka's errors) when it does not answer."""
+        """The broker's view of ``names``; raises TimeoutError or aiokafka's errors without an answer."""
         from aiokafka.errors import KafkaConnectionError
         from aiokafka.protocol.metadata import MetadataRequest
 
