@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,9 +24,11 @@ from training.sample import (
     SAMPLE_FILES,
     SEED_COLUMNS,
     TARGET_COLUMNS,
+    VOCABULARY_FILE,
     generate_ab_tests,
     generate_inference_format,
     generate_seed_format,
+    parse_vocabulary,
     write_samples,
 )
 
@@ -167,6 +172,44 @@ def test_write_samples_round_trips(tmp_path: Path, train: pd.DataFrame, ab_tests
         assert b"\r\n" not in path.read_bytes()
     assert_frame_equal(pd.read_csv(written["train"]), train, check_exact=True)
     assert_frame_equal(pd.read_csv(written["ab_tests"]), ab_tests, check_exact=True)
+
+
+# --- the vocabulary data file --------------------------------------------------------------
+VOCABULARY_PATH = REPO / "training" / VOCABULARY_FILE
+
+
+def test_vocabulary_file_is_package_data() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert VOCABULARY_FILE in pyproject["tool"]["setuptools"]["package-data"]["training"]
+    vocabulary = parse_vocabulary(VOCABULARY_PATH.read_text(encoding="utf-8"))
+    assert len(vocabulary.categories) == 8
+    assert {c.name for c in vocabulary.categories} >= {"Tech News", "AI", "Technology & Science"}
+
+
+def _vocabulary_json() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(VOCABULARY_PATH.read_text(encoding="utf-8"))
+    return data
+
+
+def test_vocabulary_rejects_a_template_slot_without_words() -> None:
+    data = _vocabulary_json()
+    data["categories"][0]["templates"].append(["{gadget} is here", 0.1])
+    with pytest.raises(ValueError, match=r"(?s)sample_vocab.json.*Tech News: .* no slot \['gadget'\]"):
+        parse_vocabulary(json.dumps(data))
+
+
+def test_vocabulary_rejects_a_link_that_misses_a_word() -> None:
+    data = _vocabulary_json()
+    del data["categories"][0]["links"][0]["values"]["Chrome"]
+    with pytest.raises(ValueError, match=r"Tech News: link 'product' -> 'company' misses \['Chrome'\]"):
+        parse_vocabulary(json.dumps(data))
+
+
+def test_vocabulary_rejects_a_malformed_entry() -> None:
+    data = _vocabulary_json()
+    data["prefixes"] = [["Breaking: "]]
+    with pytest.raises(ValueError, match=r"(?s)invalid sample vocabulary broken.json.*prefixes"):
+        parse_vocabulary(json.dumps(data), "broken.json")
 
 
 # --- seed format -----------------------------------------------------------------------------
