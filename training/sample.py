@@ -382,6 +382,18 @@ def _check_rows(n_rows: int, name: str) -> None:
 # ---------------------------------------------------------------------------
 # Public generators
 # ---------------------------------------------------------------------------
+def _portable_floats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Float columns rounded to 12 significant digits.
+
+    Vectorised ``log``/``exp`` may differ in the last bit between instruction sets, so unrounded
+    values would make the generated files differ from machine to machine.
+    """
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            frame[column] = [float(f"{value:.12g}") for value in frame[column]]
+    return frame
+
+
 def generate_seed_format(n_rows: int = 1200, seed: int = 7) -> pd.DataFrame:
     """Headlines with impressions and clicks, in the seed ``train.csv`` layout (:data:`SEED_COLUMNS`).
 
@@ -426,7 +438,7 @@ def generate_seed_format(n_rows: int = 1200, seed: int = 7) -> pd.DataFrame:
         }
     )
     logger.debug("generated %d seed-format rows (seed %d)", n_rows, seed)
-    return frame.loc[:, list(SEED_COLUMNS)]
+    return _portable_floats(frame.loc[:, list(SEED_COLUMNS)].copy())
 
 
 def generate_inference_format(n_rows: int = 200, seed: int = 11) -> pd.DataFrame:
@@ -450,7 +462,7 @@ def generate_inference_format(n_rows: int = 200, seed: int = 11) -> pd.DataFrame
         }
     )
     logger.debug("generated %d inference-format rows (seed %d)", n_rows, seed)
-    return frame.loc[:, list(INFERENCE_COLUMNS)]
+    return _portable_floats(frame.loc[:, list(INFERENCE_COLUMNS)].copy())
 
 
 # ---------------------------------------------------------------------------
@@ -597,14 +609,15 @@ def generate_ab_tests(n_tests: int = 150, seed: int = 13) -> pd.DataFrame:
         }
     )
     logger.debug("generated %d A/B tests with %d packages (seed %d)", n_tests, len(frame), seed)
-    return frame.loc[:, list(AB_TEST_COLUMNS)]
+    return _portable_floats(frame.loc[:, list(AB_TEST_COLUMNS)].copy())
 
 
 def write_samples(directory: Path) -> dict[str, Path]:
     """Write ``train.csv``, ``inference.csv`` and ``ab_tests.csv`` (default sizes and seeds).
 
-    Files are UTF-8 with ``\\n`` line ends; floats are written with the
-    shortest representation that round-trips. Returns the paths by key of
+    Files are UTF-8 with ``\\n`` line ends; floats (rounded to 12
+    significant digits by the generators) are written with the shortest representation that
+    round-trips. Returns the paths by key of
     :data:`SAMPLE_FILES`.
     """
     directory = Path(directory)
