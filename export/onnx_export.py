@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import onnx
-
 from export.errors import ModelLoadError
 from export.manifest import META_MANIFEST_SHA256, META_VERSION
 
 
 def stamp_metadata(onnx_bytes: bytes, version: str, manifest_sha256: str) -> bytes:
     """The same graph with ``metadata_props`` naming the version and the manifest hash."""
+    import onnx  # the `train` extra: only exporting needs it, the serving install has no onnx
+
     try:
         model = onnx.load_from_string(onnx_bytes)
     except Exception as exc:  # onnx raises DecodeError and others: all mean "not a model"
