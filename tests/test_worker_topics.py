@@ -15,17 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_contract import faust_leader_topic as leader_topic
 
 from stream.broker import run_sync
 from stream.topics import TopicSpec, create_topics
 from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
-
-
-def leader_topic(app_id: str) -> str:
-    """faust's leader-election topic, which the worker subscribes to besides the input topic."""
-    return f"{app_id}-__assignor-__leader"
 
 
 def job_topics(topics: Topics, app_id: str) -> set[str]:
