@@ -426,10 +426,8 @@ def test_keda_trigger_watches_what_the_workers_consume() -> None:
     protocol = settings.kafka_security_protocol
     assert metadata.get("tls", "disable") == ("enable" if protocol.endswith("SSL") else "disable")
     mechanism = settings.kafka_sasl_mechanism
-    expected_sasl = (
-        mechanism.lower().replace("-", "_").replace("scram_sha_", "scram_sha") if mechanism else None
-    )
-    assert metadata.get("sasl") == expected_sasl
+    keda_sasl = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
+    assert metadata.get("sasl") == (keda_sasl[mechanism] if mechanism else None)
     auth = built_one(KEDA, "TriggerAuthentication")
     assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
     secret = built_one(KEDA, "Secret")
@@ -669,3 +667,20 @@ def test_seeding_failure_fails_the_job_and_leaves_the_volume_as_it_was(
         assert "training data: cannot fetch train.csv" in result.stderr, result.stderr
         assert (volume / "train.csv").read_text(encoding="utf-8") == "title\nlast good data\n"
         assert sorted(p.name for p in volume.iterdir()) == ["train.csv"], env
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_training_data_loader_pod_mounts_the_training_data_claim(version: str) -> None:
+    (pod,) = yaml.safe_load_all((K8S / "tools" / "training-data-loader.yaml").read_text(encoding="utf-8"))
+    kubernetes_validate.validate(pod, version, strict=True)
+    assert pod["metadata"]["namespace"] == "headline-scorer"
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]}
+    (container,) = pod["spec"]["containers"]
+    (mount,) = container["volumeMounts"]
+    assert claims[mount["name"]] == "headline-scorer-training-data"
+    # the path the seeding script and the retrain container use, so `kubectl cp ...:/data/train.csv` lands
+    assert mount["mountPath"] == _seed_container()["args"][1]
+    assert (
+        pod["spec"]["securityContext"]["fsGroup"]
+        == pod_specs()["CronJob/headline-scorer-retrain"]["securityContext"]["fsGroup"]
+    )
