@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,13 +105,31 @@ def serving_install(tmp_path_factory: pytest.TempPathFactory) -> ServingInstall:
 
 
 def test_serving_install_has_no_training_stack(serving_install: ServingInstall, tmp_path: Path) -> None:
+    # every distribution of the optional extras (train: torch, onnx, ...; and any other but dev) stays out
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    names = sorted(
+        {
+            re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+            for extra, reqs in extras.items()
+            if extra != "dev"
+            for requirement in reqs
+        }
+    )
+    assert {"torch", "onnx"} <= set(names)
     probe = (
-        "import importlib.util, json, stream, headline_scorer;"
-        "print(json.dumps({'absent': [m for m in ('torch', 'onnx', 'matplotlib', 'sklearn')"
-        " if importlib.util.find_spec(m) is None], 'stream': stream.__file__}))"
+        "import importlib.metadata as m, json, sys, stream\n"
+        "def installed(name):\n"
+        "    try:\n"
+        "        return m.version(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        return None\n"
+        "found = {n: installed(n) for n in sys.argv[1:]}\n"
+        "print(json.dumps({'installed': found, 'stream': stream.__file__}))\n"
     )
     result = subprocess.run(
-        [str(serving_install.python), "-c", probe],
+        [str(serving_install.python), "-c", probe, *names],
         cwd=tmp_path,
         env=_clean_env(),
         capture_output=True,
@@ -118,7 +138,18 @@ def test_serving_install_has_no_training_stack(serving_install: ServingInstall, 
         check=True,
     )
     found = json.loads(result.stdout)
-    assert {"torch", "onnx"} <= set(found["absent"]), found
+    assert {name: version for name, version in found["installed"].items() if version} == {}
+    for module in ("torch", "onnx"):  # and not importable by any other name
+        check = subprocess.run(
+            [str(serving_install.python), "-c", f"import {module}"],
+            cwd=tmp_path,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert check.returncode != 0 and "ModuleNotFoundError" in check.stderr, module
     # the installed package, not the repository's sources
     assert Path(found["stream"]).is_relative_to(serving_install.venv), found
 
