@@ -26,8 +26,8 @@ import pytest
 from deploy_contract import DEPLOY, ROOT
 from docker_context import Stage, apply_copies, build_context, parse_dockerfile
 
-from export.registry import Registry
-from export.runtime import load_model
+from artifact.registry import Registry
+from artifact.runtime import load_model
 from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]

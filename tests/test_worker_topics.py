@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from deploy_contract import faust_leader_topic as leader_topic
 
-from stream.broker import run_sync
+from stream.asyncio_util import run_sync
 from stream.topics import TopicSpec, create_topics
 from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
 
