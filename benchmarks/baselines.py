@@ -158,7 +158,7 @@ async def run_aiokafka(kind: str, settings: StreamSettings) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from prometheus_client import CollectorRegistry
 
-    from export.registry import Registry
+    from artifact.registry import Registry
     from stream.events import encode_scores, event_time_seconds
     from stream.faust_adapter import BrokerProbe
     from stream.metrics import ScorerMetrics

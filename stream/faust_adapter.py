@@ -50,7 +50,7 @@ from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from export.errors import HeadlineScorerError
+from artifact.errors import HeadlineScorerError
 
 logger = logging.getLogger(__name__)
 

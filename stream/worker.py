@@ -7,7 +7,7 @@ import logging
 import faust
 
 from stream.app import ScorerWorker, build_app
-from stream.broker import run_sync
+from stream.asyncio_util import run_sync
 from stream.settings import StreamSettings
 from stream.topics import TopicError, ensure_topics_sync, scorer_topics
 
