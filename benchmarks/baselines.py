@@ -87,8 +87,8 @@ class _AgentPathHooks:
     def commit_refusal(self) -> BaseException | None:
         return None
 
-    async def verify_before_commit(self, offsets: Any) -> None:
-        return None
+    async def verify_before_commit(self, offsets: Any) -> bool:
+        return True
 
     def committed(self, offsets: Any) -> None:
         return None

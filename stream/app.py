@@ -178,8 +178,15 @@ class ScorerWorker:
     def commit_refusal(self) -> BaseException | None:
         return self.ledger.failure
 
-    async def verify_before_commit(self, offsets: Mapping[TP, int]) -> None:
-        await self.start_sink().verify_stored()
+    async def verify_before_commit(self, offsets: Mapping[TP, int]) -> bool:
+        try:
+            await self.start_sink().verify_stored()
+        except CommitRefusedError:
+            raise  # outputs lost: the ledger latched and the worker is stopping
+        except Exception as exc:  # the broker did not answer: nothing proven, nothing committed
+            logger.warning("cannot prove the outputs stored now (%r); this commit is skipped", exc)
+            return False
+        return True
 
     def committed(self, offsets: Mapping[TP, int]) -> None:
         self.health.committed()

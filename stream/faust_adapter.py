@@ -147,8 +147,10 @@ class BatchHooks(Protocol):
     def commit_refusal(self) -> BaseException | None:
         """Why no commit may happen any more (None: commits allowed)."""
 
-    async def verify_before_commit(self, offsets: Mapping[TP, int]) -> None:
-        """Raise :class:`CommitRefusedError` unless every output the commit covers is stored."""
+    async def verify_before_commit(self, offsets: Mapping[TP, int]) -> bool:
+        """True when every output the commit covers is proven stored; False when that cannot be told
+        now (broker unreachable: the commit is skipped); :class:`CommitRefusedError` when outputs
+        were lost."""
 
     def committed(self, offsets: Mapping[TP, int]) -> None:
         """The broker accepted the commit of ``offsets``."""
@@ -207,7 +209,8 @@ class ScorerConsumer(faust_aiokafka.Consumer):
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         hooks = self._hooks
-        await hooks.verify_before_commit(offsets)
+        if not await hooks.verify_before_commit(offsets):
+            return False  # faust commits these offsets with the next ones that advance
         did_commit = bool(await super()._commit(offsets))
         if did_commit:
             hooks.committed(offsets)

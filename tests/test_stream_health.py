@@ -234,3 +234,22 @@ def test_periodic_check_latches_when_a_topic_with_unproven_outputs_disappears() 
 
 def test_output_topic_missing_error_is_an_unstored_output_error() -> None:
     assert issubclass(OutputTopicMissingError, UnstoredOutputError)
+
+
+class SilentBroker(FakeBroker):
+    async def topics(self, names: Sequence[str]) -> dict[str, TopicState]:
+        raise TimeoutError("no answer")
+
+
+def test_an_unreachable_broker_proves_nothing_and_decides_nothing() -> None:
+    async def run() -> None:
+        ledger = DeliveryLedger()
+        _acked(ledger, "scores", 0, 5)
+        await _settle()
+        with pytest.raises(TimeoutError):  # the commit is skipped, not refused for good
+            await ledger.verify(SilentBroker(), {"scores": 4})
+        assert ledger.failure is None and ledger.unverified == {("scores", 0): 5}
+        await ledger.verify(FakeBroker({"scores": 4}, {("scores", 0): 6}), {"scores": 4})  # back
+        assert ledger.unverified == {}
+
+    asyncio.run(run())
