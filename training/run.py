@@ -196,11 +196,11 @@ def _plot_reliability(
     result: TrainResult, evaluation: Evaluation, predictions: Predictions, path: Path
 ) -> None:
     labels = result.targets.labels[result.val_index]
-    plot_reliability(
-        labels,
-        [
-            ("uncalibrated", predictions.quality_prob_raw, evaluation.quality_ece_uncalibrated),
-            ("calibrated (fitted on these rows)", predictions.quality_prob, evaluation.quality_ece),
-        ],
-        path,
-    )
+    curves = [
+        ("uncalibrated", predictions.quality_prob_raw, evaluation.quality_ece_uncalibrated),
+        ("calibrated, fitted on these rows", predictions.quality_prob, evaluation.quality_ece),
+    ]
+    held_out = cross_fitted_probabilities(labels, predictions.quality_prob_raw)
+    if held_out is not None:
+        curves.append(("calibrated, cross-fitted", held_out, result.calibration.ece_after_heldout))
+    plot_reliability(labels, curves, path)
