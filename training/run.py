@@ -55,6 +55,17 @@ def ensure_output_dir(out_dir: Path) -> None:
             break
 
 
+def ensure_output_file(path: Path) -> None:
+    """Refuse an output file path that is a directory or sits under a file."""
+    if path.is_dir():
+        raise OutputPathError(f"{path}: is a directory; expected a file path to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputPathError(f"{path}: {parent} is a file, not a directory")
+            break
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     out_dir: Path
