@@ -142,15 +142,54 @@ def upworthy(config: TrainConfig, seeds: list[int]) -> dict[str, Any]:
     return {"runs": runs}
 
 
+def threshold_check(seed: int = 42) -> dict[str, Any]:
+    """Upworthy: the quality threshold chosen by F1 (before) and by Youden's J (now), on the trainer's
+    validation rows, applied to the held-out tests."""
+    from training.metrics import choose_threshold, degeneracy_warnings
+
+    data = load_upworthy()
+    train_idx, test_idx = upworthy_split(data)
+    train_rows, test_rows = data.subset(train_idx), data.subset(test_idx)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(train_rows, Path(tmp), TrainConfig(seed=seed), progress=False)
+        model = TrainedModel.from_checkpoint(result.best_checkpoint)
+    val_rows = train_rows.subset(result.val_index)
+    val_probs = model.predict(val_rows.titles, val_rows.categories).quality_prob
+    val_labels = result.targets.labels[result.val_index]
+    test_probs = model.predict(test_rows.titles, test_rows.categories).quality_prob
+    labels = build_targets(test_rows, model.scaling, model.label_rule).labels
+    out: dict[str, Any] = {"seed": seed, "label_positive_share": float(labels.mean())}
+    for objective in ("f1", "youden"):
+        threshold = choose_threshold(val_labels, val_probs, objective)  # type: ignore[arg-type]
+        predicted = (test_probs >= threshold).astype(np.float64)
+        out[objective] = {
+            "threshold": threshold,
+            "predicted_positive_share": float(predicted.mean()),
+            "accuracy": float(np.mean(predicted == labels)),
+            "balanced_accuracy": float(
+                (np.mean(predicted[labels == 1]) + np.mean(1 - predicted[labels == 0])) / 2
+            ),
+            "warnings": degeneracy_warnings(labels, predicted),
+        }
+    print(json.dumps(out, indent=2), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--configs", default="default")
     parser.add_argument("--seeds", default="42,1,2,3")
     parser.add_argument("--split-seeds", default="0,1")
     parser.add_argument("--upworthy-seeds", default="42")
+    parser.add_argument("--threshold-check", action="store_true", help="Upworthy: F1 vs Youden threshold.")
     args = parser.parse_args(argv)
     require_data()
     set_threads(1)
+    if args.threshold_check:
+        results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        results["threshold_check"] = threshold_check()
+        OUT.write_text(json.dumps(results, indent=2))
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     for name in args.configs.split(","):

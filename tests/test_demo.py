@@ -25,3 +25,6 @@ def test_demo_trains_publishes_serves_and_accounts_for_every_event(tmp_path: Pat
     text = console.export_text()
     assert "every event accounted for" in text
     assert "/metrics" in text
+    assert "epoch 1/2: validation loss" in text and "epoch 2/2: validation loss" in text
+    # The last line does not offer an address that is already closed.
+    assert "the metrics were served at http://127.0.0.1:" in text.strip().splitlines()[-1]
