@@ -335,8 +335,14 @@ def test_train_writes_every_artifact(seed_run: Run, sample_dir: Path) -> None:
     )
     assert 0.0 < baselines["TF-IDF logistic (quality)"]["quality_roc_auc"] < 1.0
     assert "## Baselines (same validation rows)" in report
-    lo, hi = saved["validation"]["quality_roc_auc_ci"]
-    assert lo <= saved["validation"]["quality_roc_auc"] <= hi
+    validation = saved["validation"]
+    assert (
+        validation["quality_roc_auc_ci_low"]
+        <= validation["quality_roc_auc"]
+        <= validation["quality_roc_auc_ci_high"]
+    )
+    low, high = validation["ctr_mae_normalized_ci_low"], validation["ctr_mae_normalized_ci_high"]
+    assert low <= validation["ctr_mae_normalized"] <= high
     assert number(saved["calibration"]["ece_after_heldout"])
     assert "cross-fitted" in report and "on the rows it was fitted on" in report
     assert saved["validation"]["warnings"] == []  # the sample's label and prediction are balanced
@@ -377,7 +383,7 @@ def test_evaluate_warns_about_rows_the_model_trained_on(
     # Human output: floats rounded to 4 significant digits, intervals as "lo to hi".
     auc = re.search(r"^quality_roc_auc\s+(\S+)$", result.stdout, re.MULTILINE)
     assert auc and len(auc[1].lstrip("0.")) <= 4, result.stdout
-    assert re.search(r"^quality_roc_auc_ci\s+\d\.\d+ to \d\.\d+$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^quality_roc_auc_ci_low\s+0\.\d{1,4}$", result.stdout, re.MULTILINE), result.stdout
 
 
 @pytest.mark.slow

@@ -53,9 +53,11 @@ class Evaluation(BaseModel):
     ctr_mae_raw: float | None = None
     ctr_spearman: float | None = None
     ctr_mae_baseline_normalized: float | None = None
-    ctr_mae_normalized_ci: tuple[float, float] | None = None
+    ctr_mae_normalized_ci_low: float | None = None  # 95 % bootstrap interval
+    ctr_mae_normalized_ci_high: float | None = None
     quality_roc_auc: float | None = None
-    quality_roc_auc_ci: tuple[float, float] | None = None
+    quality_roc_auc_ci_low: float | None = None
+    quality_roc_auc_ci_high: float | None = None
     quality_balanced_accuracy: float | None = None
     majority_baseline_accuracy: float | None = None
     quality_f1: float | None = None
@@ -73,6 +75,23 @@ class Evaluation(BaseModel):
     pairwise_score: str | None = None
     notice: str | None = None
     warnings: list[str] | None = None  # degenerate labels or predictions, rows the model trained on
+
+    @property
+    def ctr_mae_normalized_ci(self) -> tuple[float, float] | None:
+        return _pair(self.ctr_mae_normalized_ci_low, self.ctr_mae_normalized_ci_high)
+
+    @property
+    def quality_roc_auc_ci(self) -> tuple[float, float] | None:
+        return _pair(self.quality_roc_auc_ci_low, self.quality_roc_auc_ci_high)
+
+
+def _pair(low: float | None, high: float | None) -> tuple[float, float] | None:
+    return None if low is None or high is None else (low, high)
+
+
+def _bounds(name: str, interval: tuple[float, float] | None) -> dict[str, float | None]:
+    low, high = interval if interval is not None else (None, None)
+    return {f"{name}_ci_low": low, f"{name}_ci_high": high}
 
 
 def cluster_codes(data: HeadlineData) -> NDArray[np.intp] | None:
@@ -153,8 +172,11 @@ def evaluate_predictions(
         "mode": "evaluate",
         "rows": len(data),
         "ctr_mae_normalized": _num(reg.mae),
-        "ctr_mae_normalized_ci": bootstrap_interval(
-            lambda idx: float(np.mean(np.abs(true[idx] - pred[idx]))), len(data), clusters, bootstrap_seed
+        **_bounds(
+            "ctr_mae_normalized",
+            bootstrap_interval(
+                lambda idx: float(np.mean(np.abs(true[idx] - pred[idx]))), len(data), clusters, bootstrap_seed
+            ),
         ),
         "ctr_rmse_normalized": _num(reg.rmse),
         "ctr_mae_raw": raw_mae,
@@ -163,12 +185,13 @@ def evaluate_predictions(
             None if baseline_mean is None else float(np.mean(np.abs(targets.normalized - baseline_mean)))
         ),
         "quality_roc_auc": _num(cls.roc_auc),
-        "quality_roc_auc_ci": (
+        **_bounds(
+            "quality_roc_auc",
             None
             if not (n_pos and n_neg)
             else bootstrap_interval(
                 lambda idx: fast_roc_auc(labels[idx], probs[idx]), len(data), clusters, bootstrap_seed
-            )
+            ),
         ),
         "quality_f1": _num(cls.f1),
         "quality_accuracy": _num(cls.accuracy),
