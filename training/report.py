@@ -80,7 +80,7 @@ def plot_scatter(true: NDArray[np.float64], predicted: NDArray[np.float64], path
                        extent=(lo, hi, lo, hi))  # fmt: skip
         fig.colorbar(hb, ax=ax, label="rows per cell (log)")
     else:
-        alpha = float(np.clip(30.0 / max(len(true), 1), 0.15, 0.7))
+        alpha = float(np.clip(300.0 / max(len(true), 1), 0.25, 0.8))
         ax.scatter(true, predicted, s=10, alpha=alpha, edgecolors="none")
     ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="identity")
     ax.set_xlabel("true normalized CTR")
