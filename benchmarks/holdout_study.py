@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from artifact.features import FeatureConfig
 from benchmarks.common import (
     RESULTS_DIR,
     evaluate_pairs,
@@ -34,7 +35,6 @@ from benchmarks.common import (
     set_threads,
     upworthy_split,
 )
-from export.features import FeatureConfig
 from training.data import HeadlineData
 from training.metrics import fast_roc_auc
 from training.predict import TrainedModel

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.errors import CsvValidationError, HeadlineScorerError
+from artifact.errors import CsvValidationError, HeadlineScorerError
 from training.baselines import BaselineInputs, BaselineMetrics, baseline_metrics, fit_baselines
 from training.calibration import cross_fitted_probabilities
 from training.data import HeadlineData

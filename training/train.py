@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
-from export.errors import CheckpointError, CsvValidationError
-from export.features import NUMERIC_FEATURES, FeatureConfig, FeatureState, fit_feature_state
-from export.featurizer import Featurizer
-from export.scaling import TargetScaling
+from artifact.errors import CheckpointError, CsvValidationError
+from artifact.features import NUMERIC_FEATURES, FeatureConfig, FeatureState, fit_feature_state
+from artifact.featurizer import Featurizer
+from artifact.scaling import TargetScaling
 from training.calibration import CalibrationReport, calibrate
 from training.checkpoint import save_checkpoint
 from training.data import HeadlineData
