@@ -181,10 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="42,1,2,3")
     parser.add_argument("--split-seeds", default="0,1")
     parser.add_argument("--upworthy-seeds", default="42")
+    parser.add_argument("--upworthy-only", action="store_true", help="Only the Upworthy part.")
     parser.add_argument("--threshold-check", action="store_true", help="Upworthy: F1 vs Youden threshold.")
     args = parser.parse_args(argv)
     require_data()
     set_threads(1)
+    if args.upworthy_only:
+        results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        for name in args.configs.split(","):
+            upw_seeds = [int(s) for s in args.upworthy_seeds.split(",")]
+            results[f"{name} (Upworthy only)"] = upworthy(TrainConfig(**CONFIGS[name]), upw_seeds)
+            OUT.write_text(json.dumps(results, indent=2))
+        return 0
     if args.threshold_check:
         results = json.loads(OUT.read_text()) if OUT.is_file() else {}
         results["threshold_check"] = threshold_check()
