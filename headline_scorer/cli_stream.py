@@ -108,7 +108,8 @@ def worker(log_level: LogOption = None) -> None:
     from stream.topics import ensure_topics_sync
     from stream.worker import run_worker
 
-    ensure_topics_sync(settings)
+    if settings.create_topics:
+        ensure_topics_sync(settings)
     run_worker(settings)
 
 

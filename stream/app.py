@@ -194,6 +194,7 @@ def faust_kwargs(settings: StreamSettings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": settings.topic_replication,
+        "topic_allow_declare": settings.create_topics,
         "producer_acks": -1,
         "producer_linger_ms": 2,
         "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,

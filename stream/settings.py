@@ -46,6 +46,7 @@ class StreamSettings(BaseSettings):
     dlq_topic: str = Field(default="headlines-dlq", min_length=1, max_length=249)
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
+    create_topics: bool = True  # False: never create topics (needs no Create ACL; a Job creates them)
     model_registry: Path = Path("registry")
     # faust's local state directory; None: <system temp dir>/headline-scorer-<SCORER_APP_ID>
     scorer_data_dir: Path | None = None
