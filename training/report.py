@@ -116,7 +116,7 @@ def plot_reliability(
         share = np.bincount(bins, weights=labels, minlength=n_bins)[filled] / counts[filled]
         label = name if ece is None else f"{name} (ECE {ece:.3f})"
         ax.plot(mean_p, share, marker="o", label=label)
-        hist.hist(probs, bins=edges, alpha=0.5, label=name)
+        hist.hist(probs, bins=edges, histtype="step", linewidth=1.5, label=name)
     ax.set_ylabel("share of positive labels")
     ax.set_title(f"Quality reliability on the validation rows ({len(labels)})")
     ax.set_xlim(0, 1)
