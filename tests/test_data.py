@@ -56,7 +56,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
-    rejects(tmp_path, RAW, CsvReadError, "file not found")
+    rejects(tmp_path, RAW, CsvReadError, "is a directory", "expected a CSV file")
 
 
 @pytest.mark.parametrize(
