@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import CsvValidationError
+from training.config import TrainConfig
 from training.data import HeadlineData
 from training.evaluate import Evaluation, evaluate_predictions, inference_notice, write_predictions
 from training.predict import TrainedModel
 from training.report import CURVES_PNG, REPORT_MD, SCATTER_PNG, plot_curves, plot_scatter, write_report
-from training.train import TrainConfig, TrainResult, train
+from training.train import TrainResult, train
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def run_training(
         return RunOutcome(out_dir=out_dir, evaluation=evaluation, result=None)
 
     result = train(data, out_dir, config, resume=resume, progress=progress)
-    model = TrainedModel.from_checkpoint(result.best_checkpoint)
+    model = result.model
     val = data.subset(result.val_index)
     predictions = model.predict(val.titles, val.categories)
     baseline = float(np.mean(result.targets.normalized[result.train_index]))
