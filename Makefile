@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,dev,demo]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy training export stream headline_scorer
+	$(BIN)/mypy artifact training export stream headline_scorer
 
 unit: $(STAMP)
 	$(BIN)/pytest
@@ -42,7 +42,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LOCK_VENV)/bin/python -m pip install --quiet torch==2.13.0
-	$(LOCK_VENV)/bin/python -m pip install --quiet '.[train,dev]'
+	$(LOCK_VENV)/bin/python -m pip install --quiet '.[train,dev,demo]'
 	{ sed -n '1,3p' constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --exclude headline-scorer \
 		| sed 's/+cpu$$//'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

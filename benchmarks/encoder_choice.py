@@ -32,6 +32,7 @@ if __package__ in (None, ""):
 import numpy as np
 from pydantic import ValidationError
 
+from artifact.features import FeatureConfig
 from benchmarks.common import (
     RESULTS_DIR,
     FitPredict,
@@ -50,7 +51,6 @@ from benchmarks.common import (
     upworthy_split,
     upworthy_target,
 )
-from export.features import FeatureConfig
 from training.data import HeadlineData
 
 Predictor = Callable[[list[str]], object]
@@ -179,8 +179,8 @@ def _bag_ridge_candidate(name: str, features: FeatureConfig) -> Candidate:
     from scipy import sparse
     from sklearn.linear_model import Ridge
 
-    from export.features import fit_feature_state
-    from export.featurizer import Featurizer
+    from artifact.features import fit_feature_state
+    from artifact.featurizer import Featurizer
 
     def matrix(featurizer: Featurizer, titles: list[str]) -> Any:
         batch = featurizer.transform(titles)

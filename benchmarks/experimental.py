@@ -54,9 +54,9 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from artifact.features import NUMERIC_FEATURES, fit_feature_state
+from artifact.featurizer import Featurizer
 from benchmarks.common import FitPredict, FloatArray
-from export.features import NUMERIC_FEATURES, fit_feature_state
-from export.featurizer import Featurizer
 from training.data import HeadlineData
 from training.predict import batch_tensors
 from training.split import grouped_split

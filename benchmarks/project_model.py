@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from artifact.features import FeatureConfig
 from benchmarks.common import FitPredict, FloatArray
-from export.features import FeatureConfig
 from training.data import HeadlineData
 from training.predict import TrainedModel
 from training.train import TrainConfig, TrainResult, train

@@ -44,8 +44,8 @@ def main() -> int:
     from scipy.sparse import diags
     from sklearn.linear_model import Ridge
 
-    from export.features import fit_feature_state
-    from export.featurizer import Featurizer
+    from artifact.features import fit_feature_state
+    from artifact.featurizer import Featurizer
     from training.data import HeadlineData
     from training.pairwise import pairwise_accuracy
     from training.predict import batch_tensors

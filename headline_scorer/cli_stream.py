@@ -7,6 +7,7 @@ heavy imports happen inside the commands.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,20 +22,30 @@ def broker(
     port: Annotated[int | None, typer.Option("--port", help="TCP port (default: a free one).")] = None,
     log_level: LogOption = None,
 ) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
+    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C or SIGTERM."""
     configure_logging(log_level or "WARNING")
-    from stream.broker import BrokerError, EmbeddedBroker
+    from headline_scorer.embedded_broker import BrokerError, EmbeddedBroker
 
     embedded = EmbeddedBroker(port)
-    with embedded:
+    # SIGTERM (kill, a supervisor, docker stop) stops the broker like Ctrl-C; the broker process
+    # itself also dies with this one, however it dies (EmbeddedBroker on Linux).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        embedded.start()
         typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={embedded.bootstrap}")
-        typer.echo(f"embedded broker on {embedded.bootstrap} (memory storage); Ctrl-C stops it", err=True)
-        try:
-            while embedded.running:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            typer.echo("stopping the broker", err=True)
-            return
+        typer.echo(
+            f"embedded broker pid {embedded.pid} on {embedded.bootstrap} (memory storage); "
+            "Ctrl-C or SIGTERM stops it",
+            err=True,
+        )
+        while embedded.running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        typer.echo("stopping the broker", err=True)
+        return
+    finally:
+        embedded.stop()
+        signal.signal(signal.SIGTERM, previous)
     raise BrokerError(
         f"the embedded broker on {embedded.bootstrap} exited unexpectedly (log {embedded.log_path})"
     )
@@ -62,7 +73,7 @@ def replay(
     """Replay a CSV as headline events at a steady rate (the load generator)."""
     configure_logging(log_level)
     from headline_scorer.replay import load_rows, replay_events
-    from stream.broker import run_sync
+    from stream.asyncio_util import run_sync
     from stream.settings import StreamSettings
 
     settings = StreamSettings.from_env()

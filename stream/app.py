@@ -39,8 +39,8 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from export.registry import Registry
-from export.runtime import ScoringModel
+from artifact.registry import Registry
+from artifact.runtime import ScoringModel
 from stream.drift import SlidingWindowDrift
 from stream.health import Health
 from stream.metrics import ScorerMetrics

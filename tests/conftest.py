@@ -40,7 +40,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    from stream.broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap
@@ -57,7 +57,7 @@ def kafka_client_kwargs(kafka_bootstrap: str) -> dict[str, Any]:
 @pytest.fixture
 def embedded_broker() -> Iterator[Any]:
     """A fresh embedded broker of the test's own (for fault tests that stop or restart it)."""
-    from stream.broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker
@@ -66,7 +66,7 @@ def embedded_broker() -> Iterator[Any]:
 @pytest.fixture
 def topic_factory(kafka_client_kwargs: dict[str, Any]) -> Iterator[Callable[..., str]]:
     """``make(partitions=1, prefix="test") -> name``: a new, uniquely named topic on the session broker."""
-    from stream.broker import run_sync
+    from stream.asyncio_util import run_sync
     from stream.topics import TopicSpec, create_topics
 
     created: list[str] = []
@@ -93,7 +93,7 @@ def read_topic(kafka_client_kwargs: dict[str, Any]) -> Callable[..., list[Any]]:
     Reads all partitions from the beginning without a consumer group until ``expected`` records
     arrived, then ``settle`` seconds more to catch extras (watermarks cannot be trusted on Tansu).
     """
-    from stream.broker import run_sync
+    from stream.asyncio_util import run_sync
 
     async def read(topic: str, expected: int, timeout: float, settle: float) -> list[Any]:
         import asyncio

@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from export.errors import CheckpointError, ExportError
+from artifact.errors import CheckpointError, ExportError
 from headline_scorer import SAMPLE_DATA
 from headline_scorer.cli import app
 from tests.export_support import sample_checkpoint

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from export.drift_reference import (
+from artifact.drift import (
     MISSING_CATEGORY,
     NUMERIC_SIGNALS,
     OTHER_CATEGORY,
@@ -18,8 +18,8 @@ from export.drift_reference import (
     psi,
     quantile_bins,
 )
-from export.errors import ExportError, ManifestError, ParityError
-from export.manifest import (
+from artifact.errors import ExportError, ManifestError, ParityError
+from artifact.manifest import (
     CHECKPOINT_FILE,
     FEATURE_STATE_FILE,
     META_MANIFEST_SHA256,
@@ -30,11 +30,11 @@ from export.manifest import (
     parse_manifest,
     read_manifest,
 )
+from artifact.runtime import load_model
+from export.build import export_version
 from export.parity import HARD_ROWS, compare
-from export.runtime import load_model
 from tests.export_support import exported_version, sample_checkpoint, sample_data
 from training.data import load_dataset
-from training.export_model import export_version
 from training.mapping import SEED
 from training.predict import TrainedModel
 

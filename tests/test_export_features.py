@@ -20,7 +20,7 @@ import pytest
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from export.features import (
+from artifact.features import (
     NUMERIC_FEATURES,
     FeatureBatch,
     FeatureConfig,
@@ -32,7 +32,7 @@ from export.features import (
     normalized_chunks,
     tokenize,
 )
-from export.featurizer import Featurizer
+from artifact.featurizer import Featurizer
 
 _CONTROL = {c: " " for c in range(0x20)} | {0x7F: " "}
 

@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from export.errors import ExportError
-from export.manifest import read_manifest
+from artifact.errors import ExportError
+from artifact.manifest import read_manifest
+from artifact.registry import Registry
+from artifact.runtime import load_model
+from export.build import export_version
 from export.parity import HARD_ROWS
-from export.registry import Registry
-from export.runtime import load_model
 from headline_scorer import SAMPLE_DATA
 from tests.cli_support import invoke
 from tests.export_support import exported_version, sample_checkpoint, sample_data
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import HeadlineData, load_dataset
-from training.export_model import export_version
 from training.export_rows import CHECKPOINT_KEY, ExportRows, StoredValidation, build_export_rows
 from training.mapping import UPWORTHY
 from training.train import TrainConfig, train

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from export.runtime import ScoringModel, load_model
+from artifact.runtime import ScoringModel, load_model
 from stream.dlq import DEAD_LETTER_REASONS, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION
 from stream.drift import SlidingWindowDrift
 from stream.events import EventRejected, decode_event

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from export.errors import ModelLoadError, RegistryError
-from export.manifest import MODEL_FILE, read_manifest
-from export.registry import CURRENT_FILE, Registry
+from artifact.errors import ModelLoadError, RegistryError
+from artifact.manifest import MODEL_FILE, read_manifest
+from artifact.registry import CURRENT_FILE, Registry
+from export.build import export_to_registry
 from headline_scorer.cli import app
 from tests.export_support import clock_from, copy_version, sample_checkpoint, sample_data
-from training.export_model import export_to_registry
 
 
 @pytest.fixture

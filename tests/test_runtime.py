@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.drift_reference import NUMERIC_SIGNALS
-from export.errors import CanaryError, ManifestError, ModelLoadError, ScoringError
-from export.manifest import (
+from artifact.drift import NUMERIC_SIGNALS
+from artifact.errors import CanaryError, ManifestError, ModelLoadError, ScoringError
+from artifact.manifest import (
     FEATURE_STATE_FILE,
     MODEL_FILE,
     manifest_digest,
@@ -20,8 +20,8 @@ from export.manifest import (
     read_manifest,
     sha256_file,
 )
+from artifact.runtime import ScoreBatch, load_model
 from export.onnx_export import stamp_metadata
-from export.runtime import ScoreBatch, load_model
 from tests.export_support import copy_version, exported_version, sample_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,8 +169,8 @@ def test_serving_never_imports_torch() -> None:
     code = f"""
 import json, sys
 from pathlib import Path
-from export.registry import Registry
-from export.runtime import load_model
+from artifact.registry import Registry
+from artifact.runtime import load_model
 model = load_model(Path({str(exported_version())!r}))
 scores = model.score(["Scientists find water on Mars", ""], ["Tech", None])
 loaded = set(sys.modules)

@@ -27,9 +27,9 @@ import pytest
 import torch
 from prometheus_client import CollectorRegistry
 
-from export.errors import RegistryError
-from export.manifest import CHECKPOINT_FILE
-from export.registry import CURRENT_FILE, Registry
+from artifact.errors import RegistryError
+from artifact.manifest import CHECKPOINT_FILE
+from artifact.registry import CURRENT_FILE, Registry
 from headline_scorer import SAMPLE_DATA
 from stream.app import faust_kwargs
 from stream.metrics import ScorerMetrics

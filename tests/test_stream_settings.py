@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from export.runtime import ROWS_PER_CALL
+from artifact.runtime import ROWS_PER_CALL
 from stream.settings import SettingsError, StreamSettings
 
 ENV_VARS = [

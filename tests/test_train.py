@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from export.features import normalize_title, tokenize
+from artifact.features import normalize_title, tokenize
 from headline_scorer import SAMPLE_DATA
 from training.config import TrainConfig
 from training.data import HeadlineData, load_dataset

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from export.registry import Registry
+from artifact.registry import Registry
+from export.retrain import retrain_once
 from tests.export_support import sample_checkpoint, sample_data
 from training import checkpoint as checkpoint_module
 from training.checkpoint import LAST_CHECKPOINT, Checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.predict import TrainedModel
-from training.retrain import retrain_once
 from training.run import run_training
 from training.stages.prepare import prepare
 from training.train import train

@@ -38,11 +38,11 @@ from typing import Any
 
 import torch
 
-from export.errors import CheckpointError, ExportError
-from export.features import FeatureState
-from export.manifest import DataFingerprint
-from export.registry import atomic_write_bytes
-from export.scaling import TargetScaling
+from artifact.errors import CheckpointError, ExportError
+from artifact.features import FeatureState
+from artifact.manifest import DataFingerprint
+from artifact.registry import atomic_write_bytes
+from artifact.scaling import TargetScaling
 from training.calibration import CalibrationReport, PlattCalibrator
 from training.config import TrainConfig
 from training.export_rows import CHECKPOINT_KEY as ROWS_KEY

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from export.features import FeatureConfig
+from artifact.features import FeatureConfig
 from training.model import CtrLoss
 from training.ranking import RankPairs
 

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from export.errors import CheckpointError
-from export.features import FeatureBatch
-from export.featurizer import Featurizer
-from export.scaling import TargetScaling
+from artifact.errors import CheckpointError
+from artifact.features import FeatureBatch
+from artifact.featurizer import Featurizer
+from artifact.scaling import TargetScaling
 from training.calibration import PlattCalibrator
 from training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, Checkpoint, resolve_checkpoint
 from training.model import DualHeadModel

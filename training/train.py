@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from export.errors import CsvValidationError
+from artifact.errors import CsvValidationError
 from training.calibration import CalibrationReport
 from training.config import DEFAULT_FEATURES, TrainConfig
 from training.data import HeadlineData

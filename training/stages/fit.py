@@ -21,7 +21,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
-from export.errors import CheckpointError
+from artifact.errors import CheckpointError
 from training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, Checkpoint, Progress
 from training.history import EpochRecord
 from training.model import DualHeadModel, HybridLoss

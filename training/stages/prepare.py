@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from export.errors import CsvValidationError
-from export.features import NUMERIC_FEATURES, fit_feature_state
-from export.featurizer import Featurizer
-from export.manifest import DataFingerprint
+from artifact.errors import CsvValidationError
+from artifact.features import NUMERIC_FEATURES, fit_feature_state
+from artifact.featurizer import Featurizer
+from artifact.manifest import DataFingerprint
 from training.checkpoint import Checkpoint, Setup
 from training.config import TrainConfig
 from training.data import HeadlineData

@@ -2,7 +2,7 @@
 
 The model's CTR head predicts ``normalized = (log1p(ctr) - log_min) / (log_max - log_min)``
 where ``log_min``/``log_max`` are the extremes of ``log1p(ctr)`` on the training
-rows; ``to_raw`` is the exact inverse. Lives in ``export`` (numpy only) so the
+rows; ``to_raw`` is the exact inverse. Lives in ``artifact`` (numpy only) so the
 runtime loader needs nothing from ``training``.
 """
 

@@ -1,6 +1,6 @@
-"""Applying a fitted :class:`~export.features.FeatureState` to raw titles, fast (numpy and stdlib).
+"""Applying a fitted :class:`~artifact.features.FeatureState` to raw titles, fast (numpy and stdlib).
 
-The features themselves are defined (and fitted) in :mod:`export.features`; the
+The features themselves are defined (and fitted) in :mod:`artifact.features`; the
 :class:`Featurizer` here computes exactly the same outputs as a straightforward
 implementation (kept in the tests as the reference) with as little Python work
 per new title as it could be given: see its docstring.
@@ -18,7 +18,7 @@ from typing import TypeVar, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from export.features import (
+from artifact.features import (
     _DIGIT,
     _QUOTE,
     _TOKEN,

@@ -18,7 +18,7 @@ and the title's length a few standardised numbers. The featurizer also yields
 the signals the stream monitors for drift: length in characters and words,
 and the share of word tokens never seen in training.
 
-This module defines the features and fits their state; :mod:`export.featurizer`
+This module defines the features and fits their state; :mod:`artifact.featurizer`
 applies a fitted state fast (and is checked against a straightforward
 implementation in the tests).
 """
@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from export.errors import FeatureStateError
+from artifact.errors import FeatureStateError
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 # Control and format characters become spaces; NFKC folds compatibility forms.

@@ -12,7 +12,7 @@ One round (:func:`retrain_once`):
    MAE (lower is better); a negative tolerance demands an improvement;
 4. on success export and publish the candidate (it becomes current); either way
    write the gate report to ``REGISTRY/reports/retrain-<UTC time>.json``. A rejected
-   candidate raises :class:`~export.errors.GateRejectedError` carrying the report.
+   candidate raises :class:`~artifact.errors.GateRejectedError` carrying the report.
 
 Caveat: when the new data overlaps the data the current model was trained on,
 some held-out rows may be rows the current model saw, which favours the current
@@ -34,14 +34,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from export.errors import GateRejectedError, HeadlineScorerError
-from export.manifest import CHECKPOINT_FILE
-from export.registry import Registry
-from export.runtime import load_model
+from artifact.errors import GateRejectedError, HeadlineScorerError
+from artifact.manifest import CHECKPOINT_FILE
+from artifact.registry import Registry
+from artifact.runtime import load_model
+from export.build import Clock, export_to_registry, utc_now
 from training.config import TrainConfig
 from training.data import HeadlineData
 from training.evaluate import Evaluation, evaluate_predictions
-from training.export_model import Clock, export_to_registry, utc_now
 from training.predict import TrainedModel
 from training.train import train
 

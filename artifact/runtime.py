@@ -27,10 +27,10 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from export.errors import CanaryError, FeatureStateError, ModelLoadError, ScoringError
-from export.features import FeatureBatch, FeatureState
-from export.featurizer import Featurizer
-from export.manifest import (
+from artifact.errors import CanaryError, FeatureStateError, ModelLoadError, ScoringError
+from artifact.features import FeatureBatch, FeatureState
+from artifact.featurizer import Featurizer
+from artifact.manifest import (
     FEATURE_STATE_FILE,
     MODEL_FILE,
     ONNX_INPUTS,
@@ -38,11 +38,11 @@ from export.manifest import (
     Calibration,
     Manifest,
     Scaling,
+    check_metadata,
     manifest_digest,
     read_manifest,
     sha256_file,
 )
-from export.onnx_export import check_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class ScoreBatch:
     ctr_normalized: FloatArray
     quality_prob: FloatArray  # calibrated
     quality_label: NDArray[np.bool_]  # quality_prob >= stored threshold
-    signals: dict[str, FloatArray]  # drift inputs, keys = NUMERIC_SIGNALS
+    signals: dict[str, FloatArray]  # drift inputs, keys = artifact.drift.NUMERIC_SIGNALS
     categories: list[str | None]  # category as the model sees it (None = missing)
     category_known: NDArray[np.bool_]  # category was seen in training
 
@@ -102,7 +102,7 @@ def make_session(model: bytes | Path, intra_op_threads: int = 1) -> ort.Inferenc
 ROWS_PER_CALL = 64
 
 
-class Scorer:
+class OnnxScorer:
     """Featurizer + ONNX session + numpy post-processing (no manifest, no verification)."""
 
     def __init__(
@@ -192,7 +192,7 @@ class Scorer:
 class ScoringModel:
     """A verified model version. One caller at a time (the featurizer's caches are not locked)."""
 
-    def __init__(self, version: str, manifest: Manifest, scorer: Scorer) -> None:
+    def __init__(self, version: str, manifest: Manifest, scorer: OnnxScorer) -> None:
         self.version = version
         self.manifest = manifest
         self.scorer = scorer
@@ -229,7 +229,7 @@ def verify_files(version_dir: Path, manifest: Manifest) -> None:
             )
 
 
-def check_canaries(scorer: Scorer, manifest: Manifest, source: str) -> float:
+def check_canaries(scorer: OnnxScorer, manifest: Manifest, source: str) -> float:
     """Re-score the canary rows; return the largest difference or raise :class:`CanaryError`."""
     rows = manifest.canaries
     scores = scorer.score([r.title for r in rows], [r.category for r in rows])
@@ -262,7 +262,7 @@ def load_model(
         str(version_dir / MODEL_FILE),
     )
     state = load_feature_state(version_dir / FEATURE_STATE_FILE)
-    scorer = Scorer(
+    scorer = OnnxScorer(
         session,
         state,
         manifest.target_scaling,

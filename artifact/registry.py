@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from export.errors import ArtifactError, RegistryError
-from export.manifest import MANIFEST_FILE, VERSION_PATTERN, read_manifest
-from export.runtime import ScoringModel, load_model
+from artifact.errors import ArtifactError, RegistryError
+from artifact.manifest import MANIFEST_FILE, VERSION_PATTERN, read_manifest
+from artifact.runtime import ScoringModel, load_model
 
 logger = logging.getLogger(__name__)
 

@@ -7,13 +7,14 @@
 * ``feature_state.json``: the fitted featurizer state (the runtime refits nothing);
 * ``best.pt``: the checkpoint itself, so ``retrain`` can continue from it
   (the runtime never reads it);
-* ``manifest.json``: see :mod:`export.manifest`.
+* ``manifest.json``: see :mod:`artifact.manifest`.
 
 The validation rows (parity, canaries, validation metrics) and the training
 rows (drift reference) come from the checkpoint, which stores them (see
 :mod:`training.export_rows`), or, when ``data`` is given, from the CSV the
 checkpoint was trained on (its sha256 must match the checkpoint's data
-fingerprint; the drift reference then uses every training row, not a sample).
+fingerprint; the drift reference then uses every training row, not a sample);
+:mod:`export.inputs` picks them.
 The manifest's ``training`` entry says which (``drift_reference_source``,
 ``drift_reference_rows``).
 """
@@ -35,9 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.drift_reference import DEFAULT_BINS, build_drift_reference
-from export.errors import ExportError
-from export.manifest import (
+from artifact.drift import DEFAULT_BINS, NUMERIC_SIGNALS, build_drift_reference
+from artifact.errors import ExportError
+from artifact.manifest import (
     CHECKPOINT_FILE,
     FEATURE_STATE_FILE,
     MODEL_FILE,
@@ -54,13 +55,13 @@ from export.manifest import (
     manifest_json,
     sha256_file,
 )
+from artifact.registry import Registry
+from artifact.runtime import OnnxScorer, load_model, make_session
+from export.inputs import export_inputs
 from export.onnx_export import stamp_metadata
 from export.parity import HARD_ROWS, PARITY_TOLERANCE, compare
-from export.registry import Registry
-from export.runtime import Scorer, load_model, make_session
 from training.data import HeadlineData
 from training.evaluate import evaluate_predictions
-from training.export_rows import export_inputs
 from training.predict import TrainedModel, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -147,14 +148,13 @@ def _input_schema(n_numeric: int) -> InputSchema:
     )
 
 
-def _score(scorer: Scorer, titles: list[str], categories: list[str | None]) -> dict[str, Any]:
+def _score(scorer: OnnxScorer, titles: list[str], categories: list[str | None]) -> dict[str, Any]:
     parts = [
         scorer.score(titles[i : i + SCORE_BATCH], categories[i : i + SCORE_BATCH])
         for i in range(0, len(titles), SCORE_BATCH)
     ]
-    keys = ("ctr", "ctr_normalized", "quality_prob")
-    out: dict[str, Any] = {k: np.concatenate([getattr(p, k) for p in parts]) for k in keys}
-    for signal in ("title_chars", "title_words", "unknown_token_share"):
+    out: dict[str, Any] = {"ctr_normalized": np.concatenate([p.ctr_normalized for p in parts])}
+    for signal in NUMERIC_SIGNALS:  # ctr and quality_prob among them
         out[signal] = np.concatenate([p.signals[signal] for p in parts])
     return out
 
@@ -193,7 +193,7 @@ def export_version(
     state = trained.featurizer.state
     scaling = Scaling(**trained.scaling.to_dict())
     calibration = Calibration(a=trained.calibration.a, b=trained.calibration.b)
-    scorer = Scorer(make_session(graph), state, scaling, calibration, trained.quality_threshold)
+    scorer = OnnxScorer(make_session(graph), state, scaling, calibration, trained.quality_threshold)
 
     # Parity: validation rows and the hostile strings, torch vs runtime.
     val_cats = val_rows.categories or [None] * len(val_rows)

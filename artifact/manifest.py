@@ -18,14 +18,15 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from export.drift_reference import DriftReference
-from export.errors import ManifestError
+from artifact.drift import DriftReference
+from artifact.errors import ManifestError, ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -200,3 +201,19 @@ def read_manifest(version_dir: Path) -> Manifest:
 
 def manifest_json(manifest: Manifest) -> bytes:
     return manifest.model_dump_json(indent=2).encode("utf-8")
+
+
+def check_metadata(metadata: Mapping[str, str], version: str, manifest_sha256: str, source: str) -> None:
+    """Raise :class:`ModelLoadError` unless the ONNX metadata names this version and manifest."""
+    found_version = metadata.get(META_VERSION)
+    found_digest = metadata.get(META_MANIFEST_SHA256)
+    if found_version != version:
+        raise ModelLoadError(
+            f"{source}: ONNX metadata names version {found_version!r}, the manifest {version!r}: "
+            "model and manifest belong to different versions"
+        )
+    if found_digest != manifest_sha256:
+        raise ModelLoadError(
+            f"{source}: ONNX metadata carries manifest hash {found_digest!r}, the manifest hashes to "
+            f"{manifest_sha256!r}: the manifest was changed after export"
+        )
