@@ -98,7 +98,7 @@ def make_session(model: bytes | Path, intra_op_threads: int = 1) -> ort.Inferenc
 #: Rows per ONNX call when scoring a batch. The bag materialises [rows, features, embedding] floats:
 #: at 256 rows that is ~26 MB, which evicts the featurizer's caches between batches; 64-row calls
 #: (each trimmed to its longest row) cost less in the call and in the featurizer after it
-#: (benchmarks/README.md, session 4).
+#: (benchmarks/README.md, "What was tried").
 ROWS_PER_CALL = 64
 
 

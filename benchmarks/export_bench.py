@@ -158,6 +158,7 @@ def main() -> None:
 
     at256 = next(r for r in rows if r["batch"] == 256)
     out = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": platform.platform(),
         "python": sys.version.split()[0],
         "data": "upworthy/packages.csv",

@@ -177,6 +177,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
             web_port=port,
             scorer_app_id="headline-scorer-demo",
             scorer_data_dir=(config.out / "worker-state").resolve(),
+            producer_idempotence=False,  # the embedded broker cannot do it
         )
         ensure_topics_sync(settings)
         log_path = config.out / "worker.log"

@@ -311,6 +311,7 @@ def test_cut_inside_whitespace_counts_the_trailing_space() -> None:
     assert (chunks, length) == (["ab"], 3) and reference_normalize("ab  cd", 3) == "ab "
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_fast_featurizer_matches_reference_on_real_data(shared_data: Path) -> None:
     import pandas as pd

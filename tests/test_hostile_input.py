@@ -62,6 +62,7 @@ def _batch_scorer(registry: CollectorRegistry) -> BatchScorer:
 _records = st.lists(st.tuples(record_keys, record_values, record_timestamps_ms), max_size=24)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150,
     derandomize=True,
@@ -108,6 +109,7 @@ def test_batch_scorer_accounts_for_every_record(
     assert dead == len(result.dead_letters)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", FIXED_CASES, ids=lambda c: c.name)
 def test_batch_scorer_fixed_cases(case: Case) -> None:
     record = InRecord(case.record_key, case.value, "headlines", 0, 7, case.timestamp_ms)
@@ -121,6 +123,7 @@ def test_batch_scorer_fixed_cases(case: Case) -> None:
     assert outcome in case.allowed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("published_at", "timestamp_ms", "expected"),
     [

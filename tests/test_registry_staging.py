@@ -68,6 +68,7 @@ def test_clean_staging_uses_the_injected_clock_and_grace(tmp_path: Path) -> None
         Registry(tmp_path, staging_grace=timedelta(seconds=-1))
 
 
+@pytest.mark.slow
 def test_publish_cleans_stale_staging_but_loading_does_not(tmp_path: Path) -> None:
     ticks = clock_from()
     registry = Registry(tmp_path / "reg")

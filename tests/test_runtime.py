@@ -24,6 +24,9 @@ from artifact.runtime import ScoreBatch, load_model
 from export.onnx_export import stamp_metadata
 from tests.export_support import copy_version, exported_version, sample_data
 
+# Every test scores with the model trained on the sample (tests.export_support): slow.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -164,7 +167,6 @@ def test_garbage_onnx_with_matching_hash_is_a_load_error(tmp_path: Path) -> None
         load_model(version)
 
 
-@pytest.mark.slow
 def test_serving_never_imports_torch() -> None:
     code = f"""
 import json, sys
