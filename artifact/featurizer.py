@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import operator
 import struct
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import TypeVar, cast
 
@@ -49,6 +50,16 @@ _second = itemgetter(1)
 _pair = " ".join
 #: A cached piece or title: packed feature ids and packed statistics.
 _Entry = tuple[bytes, bytes]
+#: Bytes a cache entry holds besides its key (``sys.getsizeof``) and its packed ids: the tuple (56),
+#: two ``bytes`` headers (2 x 33) and the dict's slot and index at its fullest (~56); the statistics
+#: are added per cache. Checked against tracemalloc in the tests (the estimate is never below it).
+_ENTRY_OVERHEAD = 56 + 2 * 33 + 56
+_PIECE_ENTRY = _ENTRY_OVERHEAD + _PIECE_STATS.size
+_RAW_ENTRY = _ENTRY_OVERHEAD + _RAW_STATS.size
+_TITLE_ENTRY = _ENTRY_OVERHEAD + _TITLE_STATS.size
+#: Longest padded token whose n-gram slices are kept (the slices of a token of n characters take
+#: ~256 n bytes; longer tokens, rare in text, build theirs per call).
+_SLICES_MAX_SIZE = 64
 
 
 class Featurizer:
@@ -69,10 +80,22 @@ class Featurizer:
     packed ids and statistics are cached (bounded), so a repeated headline
     costs one dictionary lookup. TF-IDF weighting, the L2 norm and padding are
     vectorised over the whole batch.
+
+    Memory: each cache is bounded by entries and by bytes (an estimate per entry: key, packed
+    ids and statistics, fixed object overhead; :meth:`cache_bytes`), and is emptied when the
+    next entry would pass either bound. Counting entries alone let long unique tokens (a 1,000
+    character token has ~4,000 character n-grams: 16 KB of ids per entry, in all three caches)
+    grow a worker by hundreds of MB; the byte bounds hold the caches to
+    :attr:`CHUNK_CACHE_BYTES` + :attr:`RAW_CACHE_BYTES` + :attr:`TITLE_CACHE_BYTES` on any input,
+    and ordinary headlines fill them to their entry bounds first, as before.
     """
 
     _CACHE_LIMIT = 200_000
     _TITLE_CACHE_LIMIT = 20_000
+    #: Byte bounds (estimated) of the normalized-chunk/token cache, the raw-chunk cache and the title cache.
+    CHUNK_CACHE_BYTES = 48 << 20
+    RAW_CACHE_BYTES = 48 << 20
+    TITLE_CACHE_BYTES = 32 << 20
 
     def __init__(self, state: FeatureState) -> None:
         self.state = state
@@ -89,6 +112,9 @@ class Featurizer:
         self._piece_cache: dict[str, _Entry] = {}
         self._raw_cache: dict[str, _Entry] = {}
         self._title_cache: dict[str, _Entry] = {}
+        self._piece_bytes = 0
+        self._raw_bytes = 0
+        self._title_bytes = 0
         self._slices: dict[int, list[slice]] = {}
         w_lo, w_hi = state.config.word_ngrams or (0, -1)
         self._unigrams = w_lo <= 1 <= w_hi
@@ -108,9 +134,16 @@ class Featurizer:
         self._title_cache.clear()
         self._piece_cache.clear()
         self._raw_cache.clear()
+        self._piece_bytes = self._raw_bytes = self._title_bytes = 0
+
+    def cache_bytes(self) -> dict[str, int]:
+        """The estimated bytes held by each cache (an upper bound: entries evicted by a direct
+        ``clear()`` of one cache stay counted until the cache next empties itself)."""
+        return {"chunks": self._piece_bytes, "raw_chunks": self._raw_bytes, "titles": self._title_bytes}
 
     def _gram_slices(self, size: int) -> list[slice]:
-        """Where the character n-grams of a padded token of ``size`` characters are, by n then start."""
+        """Where the character n-grams of a padded token of ``size`` characters are, by n then start
+        (cached per size, for sizes up to ``_SLICES_MAX_SIZE``)."""
         found = self._slices.get(size)
         if found is None:
             c_lo, c_hi = self._config.char_ngrams or (1, 0)
@@ -118,12 +151,32 @@ class Featurizer:
             self._slices[size] = found
         return found
 
-    def _store(self, key: str, entry: _Entry, cache: dict[str, _Entry] | None = None) -> _Entry:
-        """Cache ``entry`` in ``cache`` (default: the chunk cache), emptying it first when full."""
-        cache = self._piece_cache if cache is None else cache
-        if len(cache) >= self._CACHE_LIMIT:
+    def _long_grams(self, padded: str) -> list[str]:
+        """The character n-grams of a padded token too long for the slice cache, by n then start."""
+        size = len(padded)
+        c_lo, c_hi = self._config.char_ngrams or (1, 0)
+        return [padded[i : i + n] for n in range(c_lo, min(c_hi, size) + 1) for i in range(size - n + 1)]
+
+    def _store(self, key: str, entry: _Entry) -> _Entry:
+        """Cache ``entry`` in the chunk cache, emptying it first when full (entries or bytes)."""
+        size = _PIECE_ENTRY + sys.getsizeof(key) + len(entry[0])
+        cache = self._piece_cache
+        if len(cache) >= self._CACHE_LIMIT or self._piece_bytes + size > self.CHUNK_CACHE_BYTES:
             cache.clear()
+            self._piece_bytes = 0
         cache[key] = entry
+        self._piece_bytes += size
+        return entry
+
+    def _store_raw(self, key: str, entry: _Entry) -> _Entry:
+        """Cache ``entry`` in the raw-chunk cache, emptying it first when full (entries or bytes)."""
+        size = _RAW_ENTRY + sys.getsizeof(key) + len(entry[0])
+        cache = self._raw_cache
+        if len(cache) >= self._CACHE_LIMIT or self._raw_bytes + size > self.RAW_CACHE_BYTES:
+            cache.clear()
+            self._raw_bytes = 0
+        cache[key] = entry
+        self._raw_bytes += size
         return entry
 
     def _token(self, token: str) -> _Entry:
@@ -132,7 +185,10 @@ class Featurizer:
         ids = [unigram] if unigram and self._unigrams else []
         if self._config.char_ngrams is not None:
             padded = f" {token} "
-            grams = map(padded.__getitem__, self._gram_slices(len(padded)))
+            if len(padded) <= _SLICES_MAX_SIZE:
+                grams: Iterable[str] = map(padded.__getitem__, self._gram_slices(len(padded)))
+            else:
+                grams = self._long_grams(padded)
             ids.extend(filter(None, map(self._char_ids.get, grams)))
         is_word = _is_word(token)
         stats = _PIECE_STATS.pack(
@@ -172,7 +228,7 @@ class Featurizer:
             sum(map(len, chunks)),
             _QUOTE.search(raw) is not None,
         )
-        return self._store(raw, (b"".join(map(_first, parts)), stats), self._raw_cache)
+        return self._store_raw(raw, (b"".join(map(_first, parts)), stats))
 
     def _raw_titles(self, titles: list[str]) -> tuple[bytes, NDArray[np.int32]] | None:
         """The joined ids and the per-title statistics of new titles, from their raw chunks.
@@ -279,9 +335,19 @@ class Featurizer:
         return entries, blob, stats
 
     def _cache_titles(self, titles: list[str], entries: list[_Entry]) -> None:
-        if len(self._title_cache) + len(titles) > self._TITLE_CACHE_LIMIT:
+        size = (
+            _TITLE_ENTRY * len(titles) + sum(map(sys.getsizeof, titles)) + sum(map(len, map(_first, entries)))
+        )
+        if (
+            len(self._title_cache) + len(titles) > self._TITLE_CACHE_LIMIT
+            or self._title_bytes + size > self.TITLE_CACHE_BYTES
+        ):
             self._title_cache.clear()
+            self._title_bytes = 0
+            if size > self.TITLE_CACHE_BYTES:  # one batch of huge titles: not worth the room
+                return
         self._title_cache.update(zip(titles, entries, strict=True))
+        self._title_bytes += size
 
     def transform(
         self, titles: Sequence[str], categories: Sequence[str | None] | None = None

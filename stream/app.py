@@ -80,6 +80,9 @@ from stream.topics import DLQ_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
+#: Largest produce batch (bytes): under Kafka's default ``message.max.bytes`` (1,048,588).
+PRODUCER_MAX_BATCH_BYTES = 1_000_000
+
 PROBE_TIMEOUT_SECONDS = 2.0
 
 
@@ -295,6 +298,9 @@ def faust_kwargs(settings: StreamSettings) -> dict[str, Any]:
         "producer_acks": -1,
         "producer_linger_ms": 2,
         "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,
+        # one produce batch per partition holds up to 1 MB (the 16 KB default put every large dead
+        # letter in a batch of its own, one broker round trip each; 1 MB fits any topic's default limit)
+        "producer_max_batch_size": PRODUCER_MAX_BATCH_BYTES,
         "web_enabled": True,
         "web_host": settings.web_host,
         "web_port": settings.web_port,
@@ -345,7 +351,11 @@ def build_app(
         registry=registry,
         holder=holder,
         batch_scorer=BatchScorer(
-            metrics, max_event_bytes=settings.max_event_bytes, drift_factory=drift_factory, clock=clock
+            metrics,
+            max_event_bytes=settings.max_event_bytes,
+            max_dead_letter_bytes=settings.dlq_max_record_bytes,
+            drift_factory=drift_factory,
+            clock=clock,
         ),
         health=Health(
             clock=clock,

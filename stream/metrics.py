@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from artifact.drift import DRIFT_SIGNALS
 from stream.dlq import DEAD_LETTER_REASONS, DeadLetterReason
+from stream.reload import RELOAD_FAILURE_REASONS, ReloadFailure
 
 PREFIX: Final = "headline_scorer"
 BATCH_SIZE_BUCKETS: Final = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ..., 1024
@@ -135,8 +136,13 @@ class ScorerMetrics:
         )
         self.model_reloads = Counter(f"{p}_model_reloads", "Model versions swapped in.", registry=r)
         self.model_reload_failures = Counter(
-            f"{p}_model_reload_failures", "Model versions rejected while loading.", registry=r
+            f"{p}_model_reload_failures",
+            "Reload failures by reason, each counted once (a rejected version, an unreadable registry).",
+            ["reason"],
+            registry=r,
         )
+        for failure in RELOAD_FAILURE_REASONS:
+            self.model_reload_failures.labels(failure)
         self.last_commit_timestamp = Gauge(
             f"{p}_last_commit_timestamp_seconds", "Unix time of the last offset commit.", registry=r
         )
@@ -202,8 +208,10 @@ class ScorerMetrics:
         self.model_info.labels(version).set(1)
         self._version = version
 
-    def reload_failed(self) -> None:
-        self.model_reload_failures.inc()
+    def reload_failed(self, reason: ReloadFailure) -> None:
+        if reason not in RELOAD_FAILURE_REASONS:
+            raise ValueError(f"expected a reload failure reason in {RELOAD_FAILURE_REASONS}, got {reason!r}")
+        self.model_reload_failures.labels(reason).inc()
 
     def set_lag(self, topic: str, partition: int, lag: int | float) -> None:
         self.consumer_lag.labels(topic, str(int(partition))).set(max(0.0, float(lag)))

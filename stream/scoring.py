@@ -17,7 +17,7 @@ import numpy as np
 
 from artifact.errors import HeadlineScorerError
 from artifact.runtime import ScoreBatch, ScoringModel
-from stream.dlq import DeadLetterReason, dead_letter_headers
+from stream.dlq import DEFAULT_MAX_RECORD_BYTES, DeadLetterReason, dead_letter_headers, dead_letter_record
 from stream.drift import SlidingWindowDrift
 from stream.events import EventRejected, HeadlineEvent, decode_event, encode_scores, event_time_seconds
 from stream.metrics import ScorerMetrics
@@ -55,11 +55,13 @@ class BatchScorer:
         metrics: ScorerMetrics,
         *,
         max_event_bytes: int,
+        max_dead_letter_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         drift_factory: Callable[[ScoringModel], SlidingWindowDrift] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics = metrics
         self.max_event_bytes = max_event_bytes
+        self.max_dead_letter_bytes = max_dead_letter_bytes
         self.drift_factory = drift_factory
         self.drift: SlidingWindowDrift | None = None
         self._drift_version: str | None = None
@@ -74,7 +76,10 @@ class BatchScorer:
             offset=record.offset,
             now=datetime.fromtimestamp(self.clock(), UTC),
         )
-        out.dead_letters.append(OutRecord(record.key, record.value, headers))
+        key, value, headers = dead_letter_record(
+            record.key, record.value, headers, self.max_dead_letter_bytes
+        )
+        out.dead_letters.append(OutRecord(key, value, headers))
         self.metrics.dead_lettered(reason)
         logger.debug(
             "%s[%d]@%d dead-lettered (%s): %s", record.topic, record.partition, record.offset, reason, error

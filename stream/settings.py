@@ -56,6 +56,8 @@ class StreamSettings(BaseSettings):
     batch_max_wait_seconds: float = Field(default=0.02, gt=0, le=60)
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=60_000)
     max_event_bytes: int = Field(default=65536, ge=64)
+    # largest dead letter (key + value + headers); beyond it the original is cut (stream/dlq.py)
+    dlq_max_record_bytes: int = Field(default=4 * 1024 * 1024, ge=4096, le=4 * 1024 * 1024)
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=0, le=65535)
     onnx_intra_op_threads: int = Field(default=1, ge=1, le=256)

@@ -9,6 +9,7 @@ its ``/metrics`` counters and against what the output and dead-letter topics hol
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import time
@@ -25,7 +26,15 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from artifact.runtime import ScoringModel, load_model
-from stream.dlq import DEAD_LETTER_REASONS, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION
+from stream.dlq import (
+    DEAD_LETTER_REASONS,
+    HEADER_ORIGINAL_VALUE_BYTES,
+    HEADER_ORIGINAL_VALUE_SHA256,
+    HEADER_REASON,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_TRUNCATED,
+)
 from stream.drift import SlidingWindowDrift
 from stream.events import EventRejected, decode_event
 from stream.metrics import ScorerMetrics
@@ -153,6 +162,47 @@ def test_event_times_outside_the_datetime_range(
         assert score["event_time"] == score["scored_at"]
     else:
         assert score["event_time"] == expected
+
+
+def test_large_rejects_keep_key_bytes_and_reason_and_are_cut_only_beyond_the_cap() -> None:
+    """Half the batch large: each large event is one ``too_large`` dead letter with its original key
+    and bytes; only a value beyond the dead-letter cap is cut, with its size and sha256."""
+    valid = [json.dumps({"id": f"v{i}", "title": f"Headline number {i}"}).encode() for i in range(8)]
+    large = [b'{"id": "L", "title": "' + b"y" * (MAX_EVENT_BYTES + 1000 * i) + b'"}' for i in range(8)]
+    huge = b"z" * (8 * ONE_MB)
+    values = [v for pair in zip(valid, large, strict=True) for v in pair] + [huge]
+    records = [InRecord(f"key-{i}".encode(), v, "headlines", 2, 40 + i, None) for i, v in enumerate(values)]
+    registry = CollectorRegistry()
+    scorer = BatchScorer(
+        ScorerMetrics(registry), max_event_bytes=MAX_EVENT_BYTES, max_dead_letter_bytes=ONE_MB
+    )
+    result = scorer.process(_model(), records)
+
+    assert sorted(json.loads(s.value or b"")["id"] for s in result.scores) == sorted(
+        f"v{i}" for i in range(8)
+    )
+    assert len(result.dead_letters) == 9
+    for dead in result.dead_letters:
+        headers = dict(dead.headers)
+        offset = int(headers[HEADER_SOURCE_OFFSET])
+        original = records[offset - 40]
+        assert headers[HEADER_REASON] == b"too_large"
+        assert (
+            headers["dlq.error"]
+            == f"value is {len(original.value or b'')} bytes; the limit is 65536".encode()
+        )
+        assert headers["dlq.source_topic"] == b"headlines" and headers[HEADER_SOURCE_PARTITION] == b"2"
+        assert dead.key == original.key
+        if original.value is huge:
+            assert headers[HEADER_TRUNCATED] == b"value"
+            assert headers[HEADER_ORIGINAL_VALUE_BYTES] == str(len(huge)).encode()
+            assert headers[HEADER_ORIGINAL_VALUE_SHA256] == hashlib.sha256(huge).hexdigest().encode()
+            assert dead.value is not None and huge.startswith(dead.value) and len(dead.value) < ONE_MB
+        else:
+            assert dead.value == original.value and HEADER_TRUNCATED not in headers
+    get = registry.get_sample_value
+    assert get("headline_scorer_events_dead_lettered_total", {"reason": "too_large"}) == 9
+    assert get("headline_scorer_events_scored_total") == 8
 
 
 def _expected(value: bytes | None) -> str:

@@ -110,6 +110,27 @@ def test_null_and_too_large() -> None:
 
 @pytest.mark.parametrize(
     "value",
+    [
+        b'{"id": "big", "title": "' + b"x" * 70_000 + b'"}',  # valid JSON, far too long a title
+        b"\xff" * 70_000,  # not UTF-8
+        b"{" * 70_000,  # not JSON (deep nesting)
+    ],
+    ids=["json", "binary", "nesting"],
+)
+def test_the_size_is_checked_before_anything_is_decoded(
+    value: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_parsing(*args: object, **kwargs: object) -> HeadlineEvent:
+        raise AssertionError("an oversized value was parsed")
+
+    monkeypatch.setattr(HeadlineEvent, "model_validate_json", no_parsing)
+    error = rejected(value, LIMIT)
+    assert error.reason == "too_large"
+    assert error.message == f"value is {len(value)} bytes; the limit is {LIMIT}"  # bounded, no content
+
+
+@pytest.mark.parametrize(
+    "value",
     [b"\xff\xfe{}", b'{"id":"\xe9","title":"t"}', '{"id":"x","title":"é"}'.encode("latin-1"), b"\xc3("],
 )
 def test_not_utf8(value: bytes) -> None:

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream.dlq import DEAD_LETTER_REASONS
 from stream.metrics import DRIFT_SIGNALS, LATENCY_BUCKETS, ArrayHistogram, ScorerMetrics, latencies_seconds
+from stream.reload import RELOAD_FAILURE_REASONS
 
 P = "headline_scorer"
 CONTRACT_FAMILIES = {
@@ -145,11 +146,11 @@ def test_model_info_keeps_one_series(metrics: ScorerMetrics, registry: Collector
     metrics.set_model("v1")  # the same version again is not a reload
     assert get(f"{P}_model_reloads_total") == 0
     metrics.set_model("v2")
-    metrics.reload_failed()
+    metrics.reload_failed("canary_failed")
     info = families(registry)[f"{P}_model_info"]
     assert [(s.labels, s.value) for s in info.samples] == [({"version": "v2"}, 1.0)]  # type: ignore[attr-defined]
     assert get(f"{P}_model_reloads_total") == 1
-    assert get(f"{P}_model_reload_failures_total") == 1
+    assert get(f"{P}_model_reload_failures_total", {"reason": "canary_failed"}) == 1
 
 
 def test_commit_age_uses_the_clock(
@@ -196,7 +197,7 @@ def test_labels_stay_bounded(metrics: ScorerMetrics, registry: CollectorRegistry
         metrics.set_model(f"v{i % 3}")
         metrics.set_drift(dict.fromkeys(DRIFT_SIGNALS, 0.01 * i), 0.1)
     allowed: dict[str, set[str]] = {
-        "reason": set(DEAD_LETTER_REASONS),
+        "reason": {*DEAD_LETTER_REASONS, *RELOAD_FAILURE_REASONS},
         "signal": set(DRIFT_SIGNALS),
         "topic": {"headlines"},
         "partition": {"0", "1", "2", "3"},

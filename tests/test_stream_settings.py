@@ -44,6 +44,7 @@ ENV_VARS = [
     "PRODUCER_IDEMPOTENCE",
     "READY_TIMEOUT_SECONDS",
     "LOG_LEVEL",
+    "DLQ_MAX_RECORD_BYTES",
 ]
 PASSWORD = "pa55-w0rd-that-must-not-leak"
 

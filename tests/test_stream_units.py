@@ -150,9 +150,10 @@ def test_model_holder_swaps_on_promote_and_keeps_serving_when_a_version_is_broke
     assert holder.poll() is False
     assert holder.version == second
     assert first in holder.rejected
-    assert registry.get_sample_value("headline_scorer_model_reload_failures_total") == 1
-    assert holder.poll() is False  # not retried until CURRENT changes
-    assert registry.get_sample_value("headline_scorer_model_reload_failures_total") == 1
+    failed = {"reason": "load_failed"}
+    assert registry.get_sample_value("headline_scorer_model_reload_failures_total", failed) == 1
+    assert holder.poll() is False  # not retried until CURRENT or the version's files change
+    assert registry.get_sample_value("headline_scorer_model_reload_failures_total", failed) == 1
     assert registry.get_sample_value("headline_scorer_model_info", {"version": second}) == 1
 
 

@@ -156,7 +156,7 @@ def test_hot_reload_switches_version_without_loss_and_rejects_a_broken_one(
         (reg.version_dir(first) / "model.onnx").write_bytes(b"not an onnx model")
         atomic_write_text(root / CURRENT_FILE, first + "\n")
         deadline = time.monotonic() + 20
-        while worker.metrics().get("headline_scorer_model_reload_failures_total{}", 0) < 1:
+        while worker.metrics().get("headline_scorer_model_reload_failures_total{reason=load_failed}", 0) < 1:
             assert time.monotonic() < deadline, worker.log()[-3000:]
             time.sleep(0.2)
         asyncio.run(produce(kafka_bootstrap, topics.input, _valid(200, "c")))
