@@ -22,7 +22,6 @@ The manifest's ``training`` entry says which (``drift_reference_source``,
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -47,7 +46,6 @@ from artifact.manifest import (
     ONNX_OUTPUTS,
     Calibration,
     CanaryRow,
-    DataFingerprint,
     InputSchema,
     Manifest,
     RawField,
@@ -169,14 +167,17 @@ def export_version(
     clock: Clock = utc_now,
     tolerance: float = PARITY_TOLERANCE,
     n_bins: int = DEFAULT_BINS,
+    trained: TrainedModel | None = None,
 ) -> ExportResult:
     """Write a complete, verified version directory into ``out_dir`` (empty or absent).
 
     ``data``: the training CSV of the checkpoint, or ``None`` to use the rows stored in it.
+    ``trained``: the checkpoint's model when the caller holds it already (it is not read again).
     """
     started = time.perf_counter()
     checkpoint = resolve_checkpoint(checkpoint)
-    trained = TrainedModel.from_checkpoint(checkpoint)
+    if trained is None:
+        trained = TrainedModel.from_checkpoint(checkpoint)
     if trained.scaling is None:
         raise ExportError(
             f"{checkpoint}: the model was trained without raw CTR (no target scaling), "
@@ -236,16 +237,15 @@ def export_version(
     version = version_name(created_at, weights_hash)
     (out_dir / FEATURE_STATE_FILE).write_text(state.model_dump_json(), encoding="utf-8")
     shutil.copyfile(checkpoint, out_dir / CHECKPOINT_FILE)
-    fingerprint = json.loads(trained.checkpoint["data_fingerprint"])
-    history = json.loads(trained.checkpoint.get("history") or "[]")
+    setup, progress = trained.checkpoint.setup, trained.checkpoint.progress
+    if setup.data is None:
+        raise ExportError(f"{checkpoint}: the checkpoint holds no fingerprint of its training data")
     rule = trained.label_rule
     manifest = Manifest(
         model_version=version,
         created_at=created_at,
         weights_sha256=weights_hash,
-        training_data=DataFingerprint(
-            file=str(fingerprint["file"]), sha256=fingerprint["sha256"], rows=fingerprint["rows"]
-        ),
+        training_data=setup.data,
         input_schema=_input_schema(trained.model.config.n_numeric),
         target_scaling=scaling,
         calibration=calibration,
@@ -257,10 +257,10 @@ def export_version(
         canaries=canaries,
         canary_tolerance=tolerance,
         training={
-            "epochs_run": len(history),
-            "best_epoch": int(trained.checkpoint.get("epoch", 0)),
+            "epochs_run": len(progress.history),
+            "best_epoch": progress.epoch,
             **inputs.manifest_info(),
-            "train_config": json.loads(trained.checkpoint["train_config"]),
+            "train_config": setup.train_config.model_dump(mode="json"),
         },
         files={
             FEATURE_STATE_FILE: sha256_file(out_dir / FEATURE_STATE_FILE),
@@ -286,11 +286,13 @@ def export_to_registry(
     make_current: bool = True,
     clock: Clock = utc_now,
     tolerance: float = PARITY_TOLERANCE,
+    trained: TrainedModel | None = None,
 ) -> ExportResult:
-    """Export into a staging directory of ``registry`` and publish it (``data``: see ``export_version``)."""
+    """Export into a staging directory of ``registry`` and publish it (``data``, ``trained``: see
+    ``export_version``)."""
     staging = registry.new_staging_dir()
     try:
-        result = export_version(checkpoint, data, staging, clock=clock, tolerance=tolerance)
+        result = export_version(checkpoint, data, staging, clock=clock, tolerance=tolerance, trained=trained)
         version = registry.publish(staging, make_current=make_current)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -8,15 +8,14 @@ the drift reference then uses every training row), otherwise from the rows
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from artifact.errors import ExportError
+from training.checkpoint import Checkpoint
 from training.data import HeadlineData
-from training.export_rows import stored_rows
 
 DriftSource = Literal["data", "checkpoint sample"]
 
@@ -40,19 +39,19 @@ class ExportInputs:
         }
 
 
-def _split(payload: dict[str, Any], data: HeadlineData) -> tuple[HeadlineData, HeadlineData]:
+def _split(checkpoint: Checkpoint, data: HeadlineData) -> tuple[HeadlineData, HeadlineData]:
     """(training rows, validation rows) of ``data`` by the checkpoint's split."""
-    fingerprint = json.loads(payload.get("data_fingerprint") or "null")
-    if fingerprint is None or "split" not in payload:
+    fingerprint, val_ids = checkpoint.setup.data, checkpoint.val_ids
+    if fingerprint is None or val_ids is None:
         raise ExportError("checkpoint holds no data fingerprint or validation split: re-train to export it")
-    if fingerprint.get("sha256") != data.summary.sha256:
+    if fingerprint.sha256 != data.summary.sha256:
         raise ExportError(
             f"{data.summary.file}: sha256 {data.summary.sha256[:12]}... differs from the data the checkpoint "
-            f"was trained on ({fingerprint.get('file')}, {str(fingerprint.get('sha256'))[:12]}...): "
+            f"was trained on ({fingerprint.file}, {fingerprint.sha256[:12]}...): "
             "pass the training CSV (and its mapping)"
         )
-    val_ids = set(json.loads(payload["split"])["val_ids"])
-    is_val = np.fromiter((str(i) in val_ids for i in data.ids), dtype=bool, count=len(data))
+    val_set = set(val_ids)
+    is_val = np.fromiter((str(i) in val_set for i in data.ids), dtype=bool, count=len(data))
     if not is_val.any() or is_val.all():
         raise ExportError(
             f"{data.summary.file}: the checkpoint's validation split matches {int(is_val.sum())} rows"
@@ -60,10 +59,10 @@ def _split(payload: dict[str, Any], data: HeadlineData) -> tuple[HeadlineData, H
     return data.subset(np.flatnonzero(~is_val)), data.subset(np.flatnonzero(is_val))
 
 
-def export_inputs(payload: dict[str, Any], data: HeadlineData | None) -> ExportInputs:
-    """The rows for an export of the checkpoint ``payload``: from ``data`` when given, else stored ones."""
+def export_inputs(checkpoint: Checkpoint, data: HeadlineData | None) -> ExportInputs:
+    """The rows for an export of ``checkpoint``: from ``data`` when given, else the stored ones."""
     if data is not None:
-        train_rows, val_rows = _split(payload, data)
+        train_rows, val_rows = _split(checkpoint, data)
         return ExportInputs(
             validation=val_rows,
             drift_titles=train_rows.titles,
@@ -71,7 +70,7 @@ def export_inputs(payload: dict[str, Any], data: HeadlineData | None) -> ExportI
             drift_source="data",
             train_rows=len(train_rows),
         )
-    rows = stored_rows(payload)
+    rows = checkpoint.stored_rows
     if rows is None:
         raise ExportError(
             "the checkpoint holds no stored validation and training rows (written before export "

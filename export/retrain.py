@@ -39,10 +39,11 @@ from artifact.manifest import CHECKPOINT_FILE
 from artifact.registry import Registry
 from artifact.runtime import load_model
 from export.build import Clock, export_to_registry, utc_now
+from training.config import TrainConfig
 from training.data import HeadlineData
 from training.evaluate import Evaluation, evaluate_predictions
 from training.predict import TrainedModel
-from training.train import TrainConfig, train
+from training.train import train
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def retrain_once(
         )
         result = train(data, work / "candidate", config, resume=resume, progress=False)
         held_out = data.subset(result.val_index)
-        candidate = TrainedModel.from_checkpoint(result.best_checkpoint)
+        candidate = result.model
         cats = held_out.categories
         cand_eval = evaluate_predictions(candidate, held_out, candidate.predict(held_out.titles, cats))
         cur_metrics = None
@@ -170,7 +171,7 @@ def retrain_once(
                 f"(report {report.report_path})",
                 report,
             )
-        exported = export_to_registry(result.best_checkpoint, data, registry, clock=clock)
+        exported = export_to_registry(result.best_checkpoint, data, registry, clock=clock, trained=candidate)
         report = _write_report(registry, report.model_copy(update={"published_version": exported.version}))
         logger.info("retrain: published %s (report %s)", exported.version, report.report_path)
         return report

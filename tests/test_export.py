@@ -192,9 +192,7 @@ def test_drift_reference_matches_the_contract() -> None:
     assert cats[OTHER_CATEGORY] == 0.0 and sum(cats.values()) == pytest.approx(1.0)
     # Recompute the reference from the training rows through the runtime: same proportions.
     data = sample_data()
-    val_ids = set(
-        json.loads(TrainedModel.from_checkpoint(sample_checkpoint()).checkpoint["split"])["val_ids"]
-    )
+    val_ids = set(TrainedModel.from_checkpoint(sample_checkpoint()).checkpoint.val_ids or ())
     train_idx = np.array([i for i, row_id in enumerate(data.ids) if str(row_id) not in val_ids])
     train_rows = data.subset(train_idx)
     scores = load_model(exported_version()).score(

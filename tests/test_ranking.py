@@ -174,8 +174,8 @@ def test_training_with_the_ranking_loss(tmp_path: Path, ab_tests: HeadlineData) 
     assert losses == [r.train_loss for r in b.history]  # seeded: the same run twice
     assert losses != [r.train_loss for r in plain.history]  # the ranking loss was used
     assert all(math.isfinite(x) for x in losses)
-    stored = json.loads(TrainedModel.from_checkpoint(a.best_checkpoint).checkpoint["train_config"])
-    assert (stored["rank_weight"], stored["rank_pairs"]) == (1.0, "z")
+    stored = TrainedModel.from_checkpoint(a.best_checkpoint).checkpoint.setup.train_config
+    assert (stored.rank_weight, stored.rank_pairs) == (1.0, "z")
 
 
 @pytest.mark.slow
@@ -198,8 +198,8 @@ def test_resume_keeps_the_ranking_loss(tmp_path: Path, ab_tests: HeadlineData) -
     assert resumed.start_epoch == 3
     assert [r.epoch for r in resumed.history] == [1, 2, 3, 4, 5]
     assert resumed.history[:3] == first.history
-    stored = json.loads(TrainedModel.from_checkpoint(resumed.best_checkpoint).checkpoint["train_config"])
-    assert stored["rank_weight"] == 0.5  # the checkpoint's setting, not the new config's default
+    stored = TrainedModel.from_checkpoint(resumed.best_checkpoint).checkpoint.setup.train_config
+    assert stored.rank_weight == 0.5  # the checkpoint's setting, not the new config's default
 
 
 @pytest.mark.slow

@@ -103,5 +103,6 @@ def test_training_with_pooled_headlines(tmp_path: Path) -> None:
     losses = [r.train_loss for r in pooled.history]
     assert all(math.isfinite(x) for x in losses)
     assert losses != [r.train_loss for r in plain.history]
-    stored = TrainedModel.from_checkpoint(pooled.best_checkpoint).checkpoint["train_config"]
-    assert TrainConfig.model_validate_json(stored).rank_pool_headlines
+    assert TrainedModel.from_checkpoint(
+        pooled.best_checkpoint
+    ).checkpoint.setup.train_config.rank_pool_headlines

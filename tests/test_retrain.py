@@ -21,7 +21,7 @@ from export.retrain import (
 )
 from headline_scorer.cli import app
 from tests.export_support import sample_data
-from training.train import TrainConfig
+from training.config import TrainConfig
 
 
 def test_gate_rules() -> None:

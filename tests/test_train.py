@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -14,11 +13,12 @@ import torch
 
 from artifact.features import normalize_title, tokenize
 from headline_scorer import SAMPLE_DATA
+from training.config import TrainConfig
 from training.data import HeadlineData, load_dataset
 from training.mapping import SEED, UPWORTHY
 from training.predict import LAST_CHECKPOINT, TrainedModel
 from training.split import NoValidationRowsError, connected_groups, grouped_split
-from training.train import TrainConfig, train
+from training.train import train
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_leaky_columns_of_the_training_file_never_change_the_model(tmp_path: Pat
         data = load_dataset(tmp_path / f"{name}.csv", SEED)
         result = train(data, tmp_path / name, config, progress=False)
         models.append(TrainedModel.from_checkpoint(result.best_checkpoint))
-    a, b = (m.checkpoint["model_state"] for m in models)
+    a, b = (m.checkpoint.progress.model_state for m in models)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -137,7 +137,7 @@ def test_resume_continues_from_the_last_loss(
     scratch_loss = first.history[0].train_loss
     last_loss = first.history[-1].train_loss
     assert scratch_loss - last_loss > 0.05, "the test needs a run that actually learned"
-    with caplog.at_level(logging.INFO, logger="training.train"):
+    with caplog.at_level(logging.INFO, logger="training"):
         resumed = train(
             sample,
             tmp_path / "resumed",
@@ -182,11 +182,9 @@ def test_resume_keeps_the_checkpoints_validation_rows(
     # judged on rows it never trained on.
     same = train(sample, tmp_path / "same", TrainConfig(epochs=2), resume=checkpoint, progress=False)
     assert np.array_equal(same.val_index, first.val_index)
-    assert (
-        json.loads(TrainedModel.from_checkpoint(same.best_checkpoint).checkpoint["train_config"])["seed"] == 5
-    )
+    assert TrainedModel.from_checkpoint(same.best_checkpoint).checkpoint.setup.train_config.seed == 5
     # A different seed is honoured, with a warning that the validation rows change.
-    with caplog.at_level(logging.WARNING, logger="training.train"):
+    with caplog.at_level(logging.WARNING, logger="training"):
         other = train(
             sample, tmp_path / "other", TrainConfig(epochs=2, seed=7), resume=checkpoint, progress=False
         )
@@ -205,7 +203,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path: Path, sample: Headli
     best = min(result.history, key=lambda r: r.val_loss)
     assert result.best_epoch == best.epoch
     model = TrainedModel.from_checkpoint(result.best_checkpoint)
-    assert model.checkpoint["epoch"] == best.epoch
+    assert model.checkpoint.progress.epoch == best.epoch
     assert result.history[-1].epoch == best.epoch + 2
     rates = [r.learning_rate for r in result.history]
     assert rates[-1] < rates[0], "ReduceLROnPlateau lowered the learning rate"
@@ -253,7 +251,7 @@ def test_resume_on_grown_data_validates_only_on_unseen_rows(
     first = train(old_rows, tmp_path / "first", FAST.model_copy(update={"epochs": 1}), progress=False)
     trained_titles = {old_rows.titles[i] for i in first.train_index}
     validated_titles = {old_rows.titles[i] for i in first.val_index}
-    with caplog.at_level(logging.INFO, logger="training.train"):
+    with caplog.at_level(logging.INFO, logger="training"):
         grown = train(
             sample,
             tmp_path / "grown",
@@ -268,7 +266,7 @@ def test_resume_on_grown_data_validates_only_on_unseen_rows(
     assert 0.1 * 600 <= len(new_val) <= 0.3 * 600
     assert "rows it trained on stay in training" in caplog.text
     # Data made only of rows it trained on: no unseen row is left, so validation is drawn from them.
-    with caplog.at_level(logging.WARNING, logger="training.train"):
+    with caplog.at_level(logging.WARNING, logger="training"):
         seen_only = train(
             old_rows.subset(first.train_index),
             tmp_path / "seen",
@@ -296,9 +294,7 @@ def test_ctr_loss_choice_is_used_and_stored(tmp_path: Path, sample: HeadlineData
 
     config = TrainConfig.model_validate({"epochs": 1, "ctr_loss": ctr_loss})
     result = train(sample, tmp_path, config, progress=False)
-    saved = TrainConfig.model_validate_json(
-        TrainedModel.from_checkpoint(result.best_checkpoint).checkpoint["train_config"]
-    )
+    saved = TrainedModel.from_checkpoint(result.best_checkpoint).checkpoint.setup.train_config
     assert saved.ctr_loss == ctr_loss
     pred, true = torch.tensor([0.2, 0.9]), torch.tensor([0.5, 0.5])
     _, part, _ = HybridLoss(1.0, 1.0, 1.0, ctr_loss, 0.05)(pred, torch.zeros(2), true, torch.zeros(2))

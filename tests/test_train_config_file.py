@@ -10,8 +10,8 @@ import torch
 
 from artifact.errors import TrainConfigError
 from tests.cli_support import explain, invoke
+from training.config import TrainConfig
 from training.config_file import build_train_config, parse_set
-from training.train import TrainConfig
 
 
 def test_file_then_sets_then_flags(tmp_path: Path) -> None:

@@ -13,11 +13,12 @@ from artifact.features import NUMERIC_FEATURES, fit_feature_state
 from artifact.featurizer import Featurizer
 from headline_scorer import SAMPLE_DATA
 from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import DEFAULT_FEATURES, TrainConfig
 from training.data import HeadlineData, load_dataset
 from training.mapping import SEED
 from training.model import WIDE_COLUMNS, DualHeadModel, ModelConfig
 from training.predict import LAST_CHECKPOINT, TrainedModel, batch_tensors
-from training.train import DEFAULT_FEATURES, TrainConfig, train
+from training.train import train
 from training.wide_init import _bag_matrix, init_wide_from_ridge
 
 pytestmark = pytest.mark.slow
@@ -104,8 +105,8 @@ def test_checkpoint_from_before_the_wide_path_loads_and_resumes(tmp_path: Path, 
     expected = TrainedModel.from_checkpoint(first.best_checkpoint).predict(sample.titles, sample.categories)
     for name in (first.best_checkpoint.name, LAST_CHECKPOINT):
         _strip_wide(tmp_path / "old" / name)
+    assert "wide" not in json.loads(load_checkpoint(first.best_checkpoint)["model_config"])
     old = TrainedModel.from_checkpoint(first.best_checkpoint)
-    assert "wide" not in json.loads(old.checkpoint["model_config"])
     assert not old.model.config.wide
     np.testing.assert_array_equal(
         old.predict(sample.titles, sample.categories).ctr_normalized, expected.ctr_normalized
@@ -120,4 +121,4 @@ def test_checkpoint_from_before_the_wide_path_loads_and_resumes(tmp_path: Path, 
     )
     model = TrainedModel.from_checkpoint(resumed.best_checkpoint)
     assert not model.model.config.wide
-    assert not TrainConfig.model_validate_json(model.checkpoint["train_config"]).wide
+    assert not model.checkpoint.setup.train_config.wide

@@ -1,6 +1,6 @@
 """The training configuration from the command line: a JSON/TOML file, ``--set KEY=VALUE``, flags.
 
-Every knob of :class:`training.train.TrainConfig` (loss weights, positive-class weight,
+Every knob of :class:`training.config.TrainConfig` (loss weights, positive-class weight,
 learning rate, features, ...) can be set without code::
 
     headline-scorer train --data CSV --out DIR --config train.toml --set quality_weight=0.5 \\
@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from artifact.errors import TrainConfigError
-from training.train import TrainConfig
+from training.config import TrainConfig
 
 #: What a resumed run may still change (the rest comes from the checkpoint).
 RESUMABLE = frozenset({"epochs", "seed"})

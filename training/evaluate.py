@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -14,7 +13,6 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from training.data import HeadlineData
-from training.export_rows import stored_rows
 from training.metrics import (
     bootstrap_interval,
     classification_metrics,
@@ -108,9 +106,9 @@ def training_overlap_warning(model: TrainedModel, data: HeadlineData) -> str | N
     The checkpoint stores the fingerprint of its training file (sha256) and its training titles
     (``training.export_rows``, every one up to the drift sample's cap); either match is named.
     """
-    fingerprint = json.loads(model.checkpoint.get("data_fingerprint") or "null")
-    same_file = isinstance(fingerprint, dict) and fingerprint.get("sha256") == data.summary.sha256
-    rows = stored_rows(model.checkpoint)
+    fingerprint = model.checkpoint.setup.data
+    same_file = fingerprint is not None and fingerprint.sha256 == data.summary.sha256
+    rows = model.checkpoint.stored_rows
     trained = 0
     if rows is not None and len(data):
         titles = set(rows.drift_sample.titles)

@@ -3,7 +3,8 @@
 Export scores the validation rows (torch-vs-runtime parity, canaries,
 validation metrics) and the training rows (drift reference). ``train`` stores
 them in its final checkpoint under :data:`CHECKPOINT_KEY`, as one JSON string
-(``torch.load(weights_only=True)`` still accepts the checkpoint):
+(``torch.load(weights_only=True)`` still accepts the checkpoint; reading it is
+:attr:`training.checkpoint.Checkpoint.stored_rows`):
 
 * ``validation``: every validation row with each column evaluation reads
   (ids, titles, categories, groups, raw CTR, given normalized CTR, clicks,
@@ -19,21 +20,20 @@ Categories are stored as the text the model sees: ``None`` stays missing, a
 float NaN (a pandas missing cell) becomes missing, any other non-string value
 becomes ``str(value)``.
 
-:func:`export.inputs.export_inputs` reads them back at export time.
+:func:`export.inputs.export_inputs` uses them at export time.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from artifact.errors import ExportError
 from training.data import HeadlineData, ValidationSummary
 
 CHECKPOINT_KEY = "export_rows"
@@ -156,14 +156,3 @@ def build_export_rows(
             seed=seed,
         ),
     )
-
-
-def stored_rows(payload: dict[str, Any]) -> ExportRows | None:
-    """The rows stored in a checkpoint payload (``None`` for a checkpoint written before they were)."""
-    text = payload.get(CHECKPOINT_KEY)
-    if text is None:
-        return None
-    try:
-        return ExportRows.from_json(text)
-    except ValueError as exc:
-        raise ExportError(f"the checkpoint's stored export rows are unreadable ({exc})") from exc

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
 from artifact.errors import CheckpointError
-from artifact.features import FeatureBatch, FeatureState
+from artifact.features import FeatureBatch
 from artifact.featurizer import Featurizer
 from artifact.scaling import TargetScaling
 from training.calibration import PlattCalibrator
-from training.checkpoint import load_checkpoint
-from training.model import DualHeadModel, ModelConfig
+from training.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, Checkpoint, resolve_checkpoint
+from training.model import DualHeadModel
 from training.target import LabelRule
-
-BEST_CHECKPOINT = "best.pt"
-LAST_CHECKPOINT = "last.pt"
 
 
 @dataclass(frozen=True)
@@ -45,11 +40,6 @@ def batch_tensors(batch: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor, torc
     )
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint file, or the best checkpoint inside a training output directory."""
-    return path / BEST_CHECKPOINT if path.is_dir() else path
-
-
 @dataclass
 class TrainedModel:
     """The model and everything fitted with it (features, scaling, label rule, calibration)."""
@@ -60,33 +50,32 @@ class TrainedModel:
     label_rule: LabelRule
     calibration: PlattCalibrator
     quality_threshold: float
-    checkpoint: dict[str, Any]
+    checkpoint: Checkpoint
 
     @classmethod
     def from_checkpoint(cls, path: Path) -> TrainedModel:
+        """The model of the checkpoint at ``path`` (a file, or a training output directory's best one)."""
         path = resolve_checkpoint(path)
-        payload = load_checkpoint(path)
+        return cls.from_state(Checkpoint.load(path), path)
+
+    @classmethod
+    def from_state(cls, checkpoint: Checkpoint, source: Path | str = "checkpoint") -> TrainedModel:
+        """The model of a checkpoint already in memory (no reload from disk)."""
+        setup, calibration = checkpoint.setup, checkpoint.calibration
+        model = DualHeadModel(setup.model_config)
         try:
-            model = DualHeadModel(ModelConfig.model_validate_json(payload["model_config"]))
-            model.load_state_dict(payload["model_state"])
-            state = FeatureState.model_validate_json(payload["feature_state"])
-            scaling_raw = json.loads(payload["target_scaling"])
-            calibration_raw = json.loads(payload.get("calibration") or "null")
-            return cls(
-                model=model.eval(),
-                featurizer=Featurizer(state),
-                scaling=None if scaling_raw is None else TargetScaling.from_dict(scaling_raw),
-                label_rule=LabelRule.model_validate_json(payload["label_rule"]),
-                calibration=(
-                    PlattCalibrator.identity()
-                    if calibration_raw is None
-                    else PlattCalibrator.from_dict(calibration_raw)
-                ),
-                quality_threshold=float(payload.get("quality_threshold", 0.5)),
-                checkpoint=payload,
-            )
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: incomplete or inconsistent checkpoint ({exc})") from exc
+            model.load_state_dict(checkpoint.progress.model_state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{source}: incomplete or inconsistent checkpoint ({exc})") from exc
+        return cls(
+            model=model.eval(),
+            featurizer=Featurizer(setup.feature_state),
+            scaling=setup.scaling,
+            label_rule=setup.label_rule,
+            calibration=PlattCalibrator.identity() if calibration is None else calibration.calibrator,
+            quality_threshold=0.5 if calibration is None else calibration.quality_threshold,
+            checkpoint=checkpoint,
+        )
 
     @torch.no_grad()
     def predict(
@@ -112,3 +101,14 @@ class TrainedModel:
             quality_prob=prob,
             quality_label=prob >= self.quality_threshold,
         )
+
+
+# The file names live with the checkpoint; importable from here as before.
+__all__ = [
+    "BEST_CHECKPOINT",
+    "LAST_CHECKPOINT",
+    "Predictions",
+    "TrainedModel",
+    "batch_tensors",
+    "resolve_checkpoint",
+]

@@ -118,7 +118,7 @@ def run_training(
         return RunOutcome(out_dir=out_dir, evaluation=evaluation, result=None)
 
     result = train(data, out_dir, config, resume=resume, progress=progress, on_epoch=on_epoch)
-    model = TrainedModel.from_checkpoint(result.best_checkpoint)
+    model = result.model
     val = data.subset(result.val_index)
     predictions = model.predict(val.titles, val.categories)
     baseline = float(np.mean(result.targets.normalized[result.train_index]))
