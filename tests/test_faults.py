@@ -128,9 +128,9 @@ def test_sigkill_during_a_20000_event_replay_then_restart_scores_every_event(
 
 
 def test_broker_restart_under_load_the_worker_reconnects_and_resumes(
-    embedded_broker: Any, registry_root: Path, tmp_path: Path
+    own_broker: Any, registry_root: Path, tmp_path: Path
 ) -> None:
-    bootstrap = embedded_broker.bootstrap
+    bootstrap = own_broker.bootstrap
     topics = Topics.unique()
     worker = _worker(bootstrap, registry_root, topics, tmp_path, f"t-{uuid.uuid4().hex[:6]}").start()
     try:
@@ -141,7 +141,7 @@ def test_broker_restart_under_load_the_worker_reconnects_and_resumes(
             lambda: _metric(worker, "headline_scorer_events_scored_total{}") >= 500, 30, "scores", worker
         )
         assert replay.running
-        embedded_broker.restart()  # memory storage: topics, offsets and the group are gone
+        own_broker.restart()  # empty storage: topics, offsets and the group are gone
         run_sync(
             create_topics(
                 {"bootstrap_servers": bootstrap},
