@@ -440,6 +440,8 @@ class _Processes:
         return self._jars
 
     def _start_nodes(self, nodes: Sequence[_Node]) -> None:
+        if not nodes:
+            return
         jars = self.jars()
         if not self._formatted:
             _format_all(self.nodes, jars, self.cluster_id)
@@ -452,6 +454,7 @@ class _Processes:
         """Until every node of ``nodes`` answers and the cluster's metadata lists all of them."""
         deadline = time.monotonic() + self.startup_timeout
         wanted = {node.node_id for node in nodes}
+        last: object = "no node answered"
         while time.monotonic() < deadline:
             for node in nodes:
                 if node.process is not None and node.process.poll() is not None:
@@ -463,13 +466,18 @@ class _Processes:
             if all(_listening(node) for node in nodes) and all(
                 run_sync(answers_metadata(node.bootstrap, timeout=2.0)) for node in nodes
             ):
-                with contextlib.suppress(Exception):
+                try:
                     brokers, _ = run_sync(_describe_cluster(nodes[0].bootstrap, 5.0))
+                except Exception as exc:  # still starting: retried until the deadline
+                    last = exc
+                else:
                     if wanted <= brokers:
                         logger.info("Apache Kafka nodes %s ready on %s", sorted(wanted), self.bootstrap)
                         return
+                    last = f"the metadata lists brokers {sorted(brokers)}"
             time.sleep(0.3)
         tails = "; ".join(f"node {n.node_id}: {n.log_tail(400)}" for n in nodes)
+        tails = f"{last!r}; {tails}"
         for node in nodes:
             node.stop(5.0)
         raise ApacheKafkaError(

@@ -214,7 +214,8 @@ def _check(
 
 def _assert_replicated(kafka: ApacheKafkaCluster, topics: Topics) -> None:
     """The worker created its topics with 3 replicas, and they require 2 in sync."""
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     for topic in (topics.input, topics.output, topics.dlq):
         partitions = kafka.partitions(topic)
