@@ -4,8 +4,8 @@
 partition's end offset minus the group's committed offset as the admin and
 consumer APIs report them, once the worker is idle: after it caught up (zero
 everywhere) and while a known backlog waits for it. The embedded broker's high
-watermark counts record batches (KNOWN.md), so there is no reference to check
-against there: the test runs against Apache Kafka only.
+watermark counts record batches (10 records in one batch: high watermark 1), so
+its end offsets are no reference: the test runs against Apache Kafka only.
 """
 
 from __future__ import annotations
