@@ -140,7 +140,7 @@ async def run_aiokafka(kind: str, settings: StreamSettings) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from prometheus_client import CollectorRegistry
 
-    from export.registry import Registry
+    from artifact.registry import Registry
     from stream.events import encode_scores, event_time_seconds
     from stream.metrics import ScorerMetrics
     from stream.scoring import BatchScorer, InRecord

@@ -14,9 +14,9 @@ Every benchmark compares models on the same rows:
   it (a tie in the prediction scores 0.5), over *headline* pairs: the packages of
   one test sharing a headline (image-only variants) are pooled first
   (``pairwise_accuracy(..., titles=...)``, the issue's "headline pairs"). For
-  information also per package (the definition before session 4, where half of
-  all pairs are image-only variants that no headline model can order) and per
-  package over the pairs whose two headlines differ.
+  information also per package (the older definition, where half of all pairs
+  are image-only variants that no headline model can order) and per package over
+  the pairs whose two headlines differ.
 
 A model is a ``FitPredict``: ``fit_predict(train_rows, test_rows)`` returns the
 predicted normalized CTR and a quality score for the test rows.
@@ -25,7 +25,6 @@ predicted normalized CTR and a quality score for the test rows.
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -87,14 +86,6 @@ def load_upworthy() -> HeadlineData:
 def seed_target(data: HeadlineData) -> FloatArray:
     assert data.ctr_normalized_given is not None
     return data.ctr_normalized_given
-
-
-def upworthy_target(data: HeadlineData, train_rows: HeadlineData | None = None) -> FloatArray:
-    """min-max of log1p(CTR), scaled on ``train_rows`` (or ``data``), as the trainer does."""
-    ref = train_rows if train_rows is not None else data
-    assert ref.raw_ctr is not None and data.raw_ctr is not None
-    logs = np.log1p(ref.raw_ctr)
-    return (np.log1p(data.raw_ctr) - logs.min()) / (logs.max() - logs.min())
 
 
 def kfold(data: HeadlineData, k: int, seed: int = FOLD_SEED) -> list[tuple[IndexArray, IndexArray]]:
@@ -168,7 +159,7 @@ class PairScore:
     quality_all: float | None = None
     quality_significant: float | None = None
     pooled_rows: int = 0
-    package_all: float | None = None  # per package, as before session 4 (image variants tie)
+    package_all: float | None = None  # per package, the older definition (image variants tie)
     package_significant: float | None = None
     package_pairs: int | None = None
     package_significant_pairs: int | None = None
@@ -243,30 +234,6 @@ def evaluate_upworthy(
     start = time.perf_counter()
     ctr, quality = fit(data.subset(train_idx), test)
     return evaluate_pairs(test, ctr, quality), time.perf_counter() - start
-
-
-def per_headline_us(
-    predict: Callable[[list[str]], object], titles: Sequence[str], batch: int = 256
-) -> dict[str, float]:
-    """Featurization + inference cost: µs per headline in batches of ``batch``, and for one headline per call."""
-    titles = list(titles)
-    predict(titles[:batch])  # warm-up (caches, lazy init)
-    n = min(len(titles), 2048)
-    start = time.perf_counter()
-    for s in range(0, n, batch):
-        predict(titles[s : s + batch])
-    batched = (time.perf_counter() - start) / n * 1e6
-    m = min(n, 200)
-    start = time.perf_counter()
-    for t in titles[:m]:
-        predict([t])
-    single = (time.perf_counter() - start) / m * 1e6
-    return {"batched_us": batched, "single_us": single}
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def fmt(x: float | None, digits: int = 3) -> str:

@@ -10,7 +10,7 @@ Run from the project root (one torch thread, one onnxruntime thread)::
    publish with full verification). Target: <= 60 s.
 2. For batches of 1, 8, 64, 256 held-out headlines: per-event cost of
    ``ScoringModel.score`` (featurize + ONNX + post-processing) against the bare
-   ``Scorer.model_outputs`` (``InferenceSession.run``) on the same, already featurized
+   ``OnnxScorer.model_outputs`` (``InferenceSession.run``) on the same, already featurized
    batch. The calls are interleaved (one of each kind per round, median over the rounds),
    so load from other processes hits all of them alike and each pays the cache pollution
    of the others, as in a stream; the bare ONNX call is also timed alone (a block of
@@ -111,8 +111,8 @@ def main() -> None:
     require_data()
     set_threads(1)
 
-    from export.registry import Registry
-    from training.export_model import export_to_registry
+    from artifact.registry import Registry
+    from export.build import export_to_registry
     from training.train import TrainConfig, train
 
     data = load_upworthy()
@@ -158,6 +158,7 @@ def main() -> None:
 
     at256 = next(r for r in rows if r["batch"] == 256)
     out = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": platform.platform(),
         "python": sys.version.split()[0],
         "data": "upworthy/packages.csv",

@@ -165,7 +165,7 @@ def run_contender(
     workdir: Path,
     fetch_wait_ms: int,
 ) -> dict[str, Any]:
-    from stream.broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker
 
     result: dict[str, Any] = {"contender": name, "ready_seconds": [], "phases": {}}
     for rate in rates:  # a fresh broker per rate: its fetch cost grows with the record batches it holds

@@ -171,7 +171,8 @@ def build_summary() -> str:
         ("scoring_cost_bench.json", _load("scoring_cost_bench.json"), _scoring_rows),
         ("soak.json", _load("soak.json"), _soak_rows),
     ]
-    m = machine()
+    stream = sections[0][1]
+    m = (stream or {}).get("machine") or machine()  # where the stream figures were measured
     lines = [
         f"Machine: {m['cpus']} cores ({m['cpu_model']}), {m['platform']}, Python {m['python']}; "
         "embedded broker (Tansu), one worker, 4 partitions.",

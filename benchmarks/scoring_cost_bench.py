@@ -8,9 +8,9 @@ Uses the stream benchmarks' model (a few epochs on the same data, ``benchmarks/s
 no training when it is cached) and the timing protocol of ``benchmarks/export_bench.py``
 (``_time_batches``: median of ``--repeats`` calls, one onnxruntime thread):
 
-* ``onnx``: ``Scorer.model_outputs`` on an already featurized batch (the bare ``InferenceSession.run``
+* ``onnx``: ``OnnxScorer.model_outputs`` on an already featurized batch (the bare ``InferenceSession.run``
   on the whole batch: the target's reference);
-* ``onnx chunked``: ``Scorer.chunked_outputs``, the same model calls as the loader makes (rows of
+* ``onnx chunked``: ``OnnxScorer.chunked_outputs``, the same model calls as the loader makes (rows of
   ``runtime.ROWS_PER_CALL``, each cut to its longest row): loader / this is the featurization overhead alone;
 * ``loader cold`` / ``new titles`` / ``repeat``: ``ScoringModel.score`` with both featurizer caches
   cleared, with only the title cache cleared (new headlines, known words: a stream's steady state),
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     machine_at_start = machine()  # the load average before this benchmark adds its own
 
-    from export.registry import Registry
+    from artifact.registry import Registry
     from headline_scorer.replay import event_value
     from stream.dlq import rfc3339_utc
 

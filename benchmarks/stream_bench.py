@@ -102,7 +102,7 @@ def run_contender(
     profile: bool = False,
     extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    from stream.broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         topics = Topics.unique(name)
@@ -190,9 +190,9 @@ def run_contender(
 
 
 GROUPS = (
-    ("featurize (export.featurizer)", ("export/featurizer.py", "export/features.py")),
+    ("featurize (artifact.featurizer)", ("artifact/featurizer.py", "artifact/features.py")),
     ("onnxruntime Session.run", ("onnxruntime",)),
-    ("runtime post-processing (export.runtime/scaling)", ("export/runtime.py", "export/scaling.py")),
+    ("runtime post-processing (artifact.runtime/scaling)", ("artifact/runtime.py", "artifact/scaling.py")),
     ("decode (stream.events.decode_event, pydantic)", ("decode_event",)),
     ("encode scores (stream.events.encode_scores)", ("encode_scores",)),
     ("drift window (stream.drift)", ("stream/drift.py",)),

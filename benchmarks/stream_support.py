@@ -77,7 +77,7 @@ def bench_registry(source: DataSource, *, fresh: bool = False, epochs: int = MOD
     config = TrainConfig(epochs=epochs).model_dump_json()
     tag = hashlib.sha256(f"{source.path.resolve()}|{source.mapping}|{config}".encode()).hexdigest()[:10]
     root = Path(tempfile.gettempdir()) / f"headline-scorer-bench-registry-{tag}"
-    from export.registry import Registry
+    from artifact.registry import Registry
 
     registry = Registry(root)
     if not fresh and root.is_dir() and registry.current_version() is not None:
@@ -86,8 +86,8 @@ def bench_registry(source: DataSource, *, fresh: bool = False, epochs: int = MOD
 
     import torch
 
+    from export.build import export_to_registry
     from training.data import load_dataset
-    from training.export_model import export_to_registry
     from training.mapping import resolve_mapping
     from training.train import train
 
@@ -171,7 +171,7 @@ class Topics:
         return cls(f"in-{suffix}", f"out-{suffix}", f"dlq-{suffix}")
 
     def create(self, bootstrap: str, partitions: int = 4) -> None:
-        from stream.broker import run_sync
+        from stream.asyncio_util import run_sync
         from stream.topics import TopicSpec, create_topics
 
         specs = [TopicSpec(name, partitions) for name in (self.input, self.output, self.dlq)]
@@ -179,7 +179,7 @@ class Topics:
 
 
 def free_port() -> int:
-    from stream.broker import free_port as _free_port
+    from stream.asyncio_util import free_port as _free_port
 
     return _free_port()
 

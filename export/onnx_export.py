@@ -1,18 +1,16 @@
-"""The ONNX side of an artifact that needs no torch: metadata stamping and reading.
+"""Stamping the version and the manifest hash into an exported ONNX graph (the ``onnx`` package).
 
-The torch export itself lives in ``training/export_model.py``; this module
-only edits and inspects the serialized graph (the ``onnx`` package), so the
-runtime and the registry stay free of torch.
+The torch export itself lives in ``export/build.py``. The runtime reads the
+stamp back with onnxruntime alone (:func:`artifact.manifest.check_metadata`),
+so the serving side needs neither torch nor ``onnx``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import onnx
 
-from export.errors import ModelLoadError
-from export.manifest import META_MANIFEST_SHA256, META_VERSION
+from artifact.errors import ModelLoadError
+from artifact.manifest import META_MANIFEST_SHA256, META_VERSION
 
 
 def stamp_metadata(onnx_bytes: bytes, version: str, manifest_sha256: str) -> bytes:
@@ -29,19 +27,3 @@ def stamp_metadata(onnx_bytes: bytes, version: str, manifest_sha256: str) -> byt
         entry.key, entry.value = key, value
     stamped: bytes = model.SerializeToString()
     return stamped
-
-
-def check_metadata(metadata: Mapping[str, str], version: str, manifest_sha256: str, source: str) -> None:
-    """Raise :class:`ModelLoadError` unless the ONNX metadata names this version and manifest."""
-    found_version = metadata.get(META_VERSION)
-    found_digest = metadata.get(META_MANIFEST_SHA256)
-    if found_version != version:
-        raise ModelLoadError(
-            f"{source}: ONNX metadata names version {found_version!r}, the manifest {version!r}: "
-            "model and manifest belong to different versions"
-        )
-    if found_digest != manifest_sha256:
-        raise ModelLoadError(
-            f"{source}: ONNX metadata carries manifest hash {found_digest!r}, the manifest hashes to "
-            f"{manifest_sha256!r}: the manifest was changed after export"
-        )

@@ -12,8 +12,8 @@ import logging
 import numpy as np
 from numpy.typing import ArrayLike
 
-from export.errors import ParityError
-from export.manifest import ParityResult
+from artifact.errors import ParityError
+from artifact.manifest import ParityResult
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,11 @@ The settings suit tests, not production: no topic is auto-created with more
 replicas than there are nodes, consumer groups rebalance without the initial
 delay, short session timeouts are allowed, and a dead node is fenced after
 3 s. A cluster of three sets ``min.insync.replicas=2`` and replication 3 as the
-defaults. Every JVM dies with this process (``PR_SET_PDEATHSIG``), when its
-object is garbage collected, and at interpreter exit.
+defaults. Every JVM dies with this process (``PR_SET_PDEATHSIG``, for nodes
+started from the main thread, as :class:`~headline_scorer.embedded_broker.EmbeddedBroker`
+does), when its object is garbage collected, and at interpreter exit.
 
-Errors: :class:`ApacheKafkaError` (a :class:`~stream.broker.BrokerError`) for a
+Errors: :class:`ApacheKafkaError` (a :class:`~headline_scorer.embedded_broker.BrokerError`) for a
 missing tool, a failed fetch, a node that does not start.
 """
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -50,14 +50,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from stream.broker import BrokerError, answers_metadata, free_port, run_sync
+from headline_scorer.embedded_broker import BrokerError, die_with_parent
+from stream.asyncio_util import answers_metadata, free_port, run_sync
 
 logger = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
 POM = Path(__file__).resolve().parents[1] / "deploy" / "apache-kafka" / "pom.xml"
 _COMPLETE = ".complete"
-_PR_SET_PDEATHSIG = 1
 
 # Defaults for tests: fast group joins and failure detection on one machine.
 _BASE_CONFIG: dict[str, str] = {
@@ -169,12 +169,6 @@ def new_cluster_id() -> str:
 
 
 # --- one JVM --------------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    os.setsid()  # Ctrl-C in a terminal reaches the parent only; the parent decides
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -300,7 +294,8 @@ class _Node:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
-                preexec_fn=_die_with_parent,  # new session + PR_SET_PDEATHSIG
+                start_new_session=True,  # Ctrl-C in a terminal reaches the parent only
+                preexec_fn=die_with_parent(),  # SIGKILL when this process dies (PR_SET_PDEATHSIG)
             )
 
     def stop(self, timeout: float) -> None:
@@ -502,7 +497,7 @@ class _Processes:
 class ApacheKafkaBroker(_Processes):
     """One Apache Kafka KRaft node (combined broker and controller) on free loopback ports.
 
-    The interface of :class:`~stream.broker.EmbeddedBroker`: ``bootstrap``, ``port``,
+    The interface of :class:`~headline_scorer.embedded_broker.EmbeddedBroker`: ``bootstrap``, ``port``,
     ``running``, ``pid``, ``log_path``, ``start``, ``stop``, ``kill`` and ``restart``.
     Unlike the embedded broker it keeps its data on disk across ``kill``/``stop`` and
     ``start``; :meth:`restart` starts over with empty storage, on the same port.

@@ -2,7 +2,7 @@
 
 Heavy modules (torch, onnxruntime, faust) are imported inside the commands
 that need them, so ``--help`` is fast and serving commands never load torch.
-Every deliberate error (:class:`export.errors.HeadlineScorerError`) becomes a
+Every deliberate error (:class:`artifact.errors.HeadlineScorerError`) becomes a
 one-line message on stderr and exit code 2.
 """
 

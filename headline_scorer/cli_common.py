@@ -9,7 +9,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
-from export.errors import HeadlineScorerError
+from artifact.errors import HeadlineScorerError
 
 P = ParamSpec("P")
 R = TypeVar("R")

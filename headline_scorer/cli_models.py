@@ -1,7 +1,7 @@
 """CLI commands for the model artifact: ``export``, ``models list|show|promote|rollback``, ``retrain``.
 
-Thin wrappers over :mod:`training.export_model`, :mod:`export.registry` and
-:mod:`training.retrain`; torch is imported only by ``export`` and ``retrain``.
+Thin wrappers over :mod:`export.build`, :mod:`artifact.registry` and
+:mod:`export.retrain`; torch is imported only by ``export`` and ``retrain``.
 Deliberate errors exit 2 with a one-line message; a candidate rejected by the
 retrain gate exits 1 after printing the gate report.
 """
@@ -49,9 +49,9 @@ def export(
 ) -> None:
     """Export a checkpoint to ONNX with its manifest and publish it as a new registry version."""
     configure_logging(log_level)
-    from export.registry import Registry
+    from artifact.registry import Registry
+    from export.build import export_to_registry
     from training.data import load_dataset
-    from training.export_model import export_to_registry
     from training.mapping import resolve_mapping
 
     dataset = None if data is None else load_dataset(data, resolve_mapping(mapping))
@@ -70,7 +70,7 @@ def list_versions(
     registry: RegistryOption, as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False
 ) -> None:
     """List the versions, oldest first; the current one is marked with '*'."""
-    from export.registry import Registry
+    from artifact.registry import Registry
 
     reg = Registry(registry)
     rows = [reg.describe(v) for v in reg.versions()]
@@ -90,8 +90,8 @@ def list_versions(
 @fail_cleanly
 def show(version: Annotated[str, typer.Argument(help="Version name.")], registry: RegistryOption) -> None:
     """Print a version's manifest."""
-    from export.manifest import read_manifest
-    from export.registry import Registry
+    from artifact.manifest import read_manifest
+    from artifact.registry import Registry
 
     typer.echo(read_manifest(Registry(registry).version_dir(version)).model_dump_json(indent=2))
 
@@ -100,7 +100,7 @@ def show(version: Annotated[str, typer.Argument(help="Version name.")], registry
 @fail_cleanly
 def promote(version: Annotated[str, typer.Argument(help="Version name.")], registry: RegistryOption) -> None:
     """Verify a version and make it current."""
-    from export.registry import Registry
+    from artifact.registry import Registry
 
     Registry(registry).promote(version)
     typer.echo(f"current: {version}")
@@ -110,7 +110,7 @@ def promote(version: Annotated[str, typer.Argument(help="Version name.")], regis
 @fail_cleanly
 def rollback(registry: RegistryOption) -> None:
     """Make the version before the current one current."""
-    from export.registry import Registry
+    from artifact.registry import Registry
 
     typer.echo(f"current: {Registry(registry).rollback()}")
 
@@ -142,17 +142,17 @@ def retrain(
     a continued model keeps the settings it was trained with, except the epochs.
     """
     configure_logging(log_level)
-    from export.registry import Registry
-    from training.config_file import build_train_config
-    from training.data import load_dataset
-    from training.mapping import resolve_mapping
-    from training.retrain import (
+    from artifact.registry import Registry
+    from export.retrain import (
         CandidateRejectedError,
         parse_duration,
         report_json,
         retrain_loop,
         retrain_once,
     )
+    from training.config_file import build_train_config
+    from training.data import load_dataset
+    from training.mapping import resolve_mapping
 
     try:
         period = None if every is None else parse_duration(every)

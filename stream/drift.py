@@ -1,18 +1,10 @@
-"""Drift of the scored stream against the training reference: PSI over a sliding window.
+"""The stream's drift window: PSI of the last N events and/or T seconds against the training reference.
 
-The reference is the manifest's ``drift`` mapping (contracts.md)::
-
-    {"numeric": {"<signal>": {"edges": [e1, ..., e_{k-1}], "proportions": [p1, ..., pk]}},
-     "categorical": {"category": {"proportions": {"<category>": p, ..., "__other__": p}}}}
-
-A value ``v`` falls into bin ``searchsorted(edges, v, side="right")``; a missing
-category counts as ``__missing__``, a category the reference does not name as
-``__other__``. ``PSI = sum_i (q_i - p_i) ln(q_i / p_i)`` with ``p`` and ``q``
-floored at ``eps``. Common reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 drift.
-
-Pure functions (:func:`bin_proportions`, :func:`psi`, :func:`categorical_psi`)
-do the arithmetic; :class:`SlidingWindowDrift` keeps bucketed counts of the last
-N events and/or T seconds, so an update costs O(batch), not O(window).
+The reference, the signal names, the binning, the category keys and PSI are
+defined once in :mod:`artifact.drift`; this module only keeps bucketed counts
+of a sliding window, so an update costs O(batch), not O(window). The worker
+exports :meth:`SlidingWindowDrift.compute` to Prometheus
+(``stream.metrics.ScorerMetrics.set_drift``).
 """
 
 from __future__ import annotations
@@ -22,133 +14,23 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from export.errors import ArtifactError
-
-NUMERIC_SIGNALS: Final = ("ctr", "quality_prob", "title_chars", "title_words", "unknown_token_share")
-CATEGORICAL_SIGNAL: Final = "category"
-MISSING: Final = "__missing__"
-OTHER: Final = "__other__"
-EPSILON: Final = 1e-4
-
-IntArray = NDArray[np.intp]
-FloatArray = NDArray[np.float64]
-
-
-class DriftReferenceError(ArtifactError):
-    """A drift reference (manifest ``drift`` field) that cannot be used."""
-
-
-def bin_indices(values: ArrayLike, edges: ArrayLike) -> IntArray:
-    """The bin of each value: ``searchsorted(edges, v, side="right")`` (NaN falls in the last bin)."""
-    return np.searchsorted(np.asarray(edges, dtype=np.float64), np.asarray(values, dtype=np.float64), "right")
-
-
-def bin_proportions(values: ArrayLike, edges: ArrayLike) -> FloatArray:
-    """Share of ``values`` in each of the ``len(edges) + 1`` bins (all zeros for no values)."""
-    edges_arr = np.asarray(edges, dtype=np.float64)
-    counts = np.bincount(bin_indices(values, edges_arr), minlength=edges_arr.size + 1).astype(np.float64)
-    total = counts.sum()
-    return counts / total if total else counts
-
-
-def psi(reference: ArrayLike, observed: ArrayLike, eps: float = EPSILON) -> float:
-    """Population stability index of ``observed`` proportions against ``reference`` ones."""
-    p = np.asarray(reference, dtype=np.float64)
-    q = np.asarray(observed, dtype=np.float64)
-    if p.shape != q.shape or p.ndim != 1:
-        raise ValueError(
-            f"expected two 1-d proportion vectors of one length, got shapes {p.shape} and {q.shape}"
-        )
-    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))) or (p < 0).any() or (q < 0).any():
-        raise ValueError("expected finite, non-negative proportions")
-    if not eps > 0:
-        raise ValueError(f"expected eps > 0, got {eps!r}")
-    p = np.maximum(p, eps)
-    q = np.maximum(q, eps)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def category_key(category: str | None, names: Mapping[str, int]) -> str:
-    """The reference key an observed category counts under (``__missing__``, a name, or ``__other__``)."""
-    key = MISSING if category is None else category
-    return key if key in names else OTHER
-
-
-def categorical_psi(
-    reference: Mapping[str, float], categories: Sequence[str | None], eps: float = EPSILON
-) -> float:
-    """PSI of observed ``categories`` against reference proportions by category name."""
-    names = list(reference)
-    if OTHER not in reference:
-        names.append(OTHER)
-    index = {name: i for i, name in enumerate(names)}
-    p = np.array([reference.get(name, 0.0) for name in names], dtype=np.float64)
-    counts = np.bincount([index[category_key(c, index)] for c in categories], minlength=len(names))
-    q = counts / counts.sum() if len(categories) else counts.astype(np.float64)
-    return psi(p, q, eps)
-
-
-@dataclass(frozen=True)
-class NumericReference:
-    edges: FloatArray
-    proportions: FloatArray
-
-
-@dataclass(frozen=True)
-class DriftReference:
-    """A validated drift reference: numeric bins per signal and category proportions."""
-
-    numeric: dict[str, NumericReference]
-    category_names: tuple[str, ...]  # always ends with __other__
-    category_proportions: FloatArray
-
-    @classmethod
-    def from_mapping(cls, drift: Mapping[str, Any] | Any) -> DriftReference:
-        """Validate the manifest's ``drift`` value (a mapping, or a pydantic model of it)."""
-        if hasattr(drift, "model_dump"):
-            drift = drift.model_dump()
-        if not isinstance(drift, Mapping):
-            raise DriftReferenceError(f"drift reference: expected a mapping, got {type(drift).__name__}")
-        numeric: dict[str, NumericReference] = {}
-        for signal, spec in (drift.get("numeric") or {}).items():
-            edges = np.asarray(spec["edges"], dtype=np.float64)
-            props = _proportions(f"numeric.{signal}", spec["proportions"])
-            if edges.ndim != 1 or not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
-                raise DriftReferenceError(
-                    f"drift reference numeric.{signal}: expected strictly increasing edges"
-                )
-            if props.size != edges.size + 1:
-                raise DriftReferenceError(
-                    f"drift reference numeric.{signal}: expected {edges.size + 1} proportions for "
-                    f"{edges.size} edges, got {props.size}"
-                )
-            numeric[str(signal)] = NumericReference(edges, props)
-        cat_spec = (drift.get("categorical") or {}).get(CATEGORICAL_SIGNAL)
-        by_name: dict[str, float] = dict(cat_spec["proportions"]) if cat_spec else {OTHER: 1.0}
-        names = [n for n in by_name if n != OTHER] + [OTHER]
-        cat_props = _proportions("categorical.category", [by_name.get(n, 0.0) for n in names])
-        return cls(numeric, tuple(names), cat_props)
-
-    @property
-    def signals(self) -> tuple[str, ...]:
-        """Every monitored signal: the numeric ones, then ``category``."""
-        return (*self.numeric, CATEGORICAL_SIGNAL)
-
-
-def _proportions(where: str, values: Any) -> FloatArray:
-    props = np.asarray(values, dtype=np.float64)
-    if props.ndim != 1 or props.size == 0 or not np.all(np.isfinite(props)) or (props < 0).any():
-        raise DriftReferenceError(f"drift reference {where}: expected non-negative finite proportions")
-    if not math.isclose(float(props.sum()), 1.0, abs_tol=1e-6):
-        raise DriftReferenceError(
-            f"drift reference {where}: expected proportions summing to 1, got {props.sum()}"
-        )
-    return props
+from artifact.drift import (
+    CATEGORICAL_SIGNAL,
+    NUMERIC_SIGNALS,
+    OTHER_CATEGORY,
+    PSI_EPSILON,
+    DriftReference,
+    FloatArray,
+    IntArray,
+    bin_indices,
+    category_key,
+    psi,
+)
 
 
 @dataclass(frozen=True)
@@ -192,6 +74,9 @@ class SlidingWindowDrift:
     _unseen: int = field(default=0, init=False, repr=False)
     _events: int = field(default=0, init=False, repr=False)
     _category_index: dict[str, int] = field(init=False, repr=False)
+    _edges: dict[str, FloatArray] = field(init=False, repr=False)
+    _numeric_proportions: dict[str, FloatArray] = field(init=False, repr=False)
+    _category_proportions: FloatArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_events is None and self.max_seconds is None:
@@ -201,12 +86,18 @@ class SlidingWindowDrift:
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"expected max_seconds > 0, got {self.max_seconds}")
         self._category_index = {name: i for i, name in enumerate(self.reference.category_names)}
+        bins = self.reference.numeric
+        self._edges = {name: np.asarray(bins[name].edges, dtype=np.float64) for name in NUMERIC_SIGNALS}
+        self._numeric_proportions = {
+            name: np.asarray(bins[name].proportions, dtype=np.float64) for name in NUMERIC_SIGNALS
+        }
+        self._category_proportions = self.reference.category_proportions
         self.reset()
 
     @classmethod
     def from_mapping(
         cls,
-        drift: Mapping[str, Any] | Any,
+        drift: Mapping[str, Any] | DriftReference,
         *,
         max_events: int | None = 5000,
         max_seconds: float | None = 900.0,
@@ -219,7 +110,7 @@ class SlidingWindowDrift:
     def reset(self) -> None:
         """Forget every event (for example after a model swap with a new reference)."""
         self._buckets.clear()
-        self._counts = {s: np.zeros(r.proportions.size, np.int64) for s, r in self.reference.numeric.items()}
+        self._counts = {s: np.zeros(p.size, np.int64) for s, p in self._numeric_proportions.items()}
         self._category_counts = np.zeros(len(self.reference.category_names), np.int64)
         self._unseen = 0
         self._events = 0
@@ -243,18 +134,19 @@ class SlidingWindowDrift:
         n = len(categories)
         if n:
             bins: dict[str, IntArray] = {}
-            for name, ref in self.reference.numeric.items():
+            for name, edges in self._edges.items():
                 if name not in signals:
                     raise ValueError(f"expected signal {name!r} in the update, got {sorted(signals)}")
-                idx = bin_indices(signals[name], ref.edges)
+                idx = bin_indices(signals[name], edges)
                 if idx.shape != (n,):
                     raise ValueError(f"signal {name!r}: expected {n} values, got shape {idx.shape}")
                 bins[name] = idx
-                self._counts[name] += np.bincount(idx, minlength=ref.proportions.size)
+                self._counts[name] += np.bincount(idx, minlength=edges.size + 1)
             index = self._category_index
-            cats = np.fromiter((index[category_key(c, index)] for c in categories), np.intp, n)
+            other = index[OTHER_CATEGORY]
+            cats = np.fromiter((index.get(category_key(c), other) for c in categories), np.intp, n)
             if category_known is None:
-                unseen = cats == index[OTHER]
+                unseen = cats == other
             else:
                 unseen = ~np.asarray(category_known, dtype=np.bool_)
                 if unseen.shape != (n,):
@@ -296,17 +188,15 @@ class SlidingWindowDrift:
             CATEGORICAL_SIGNAL: self._category_counts.copy(),
         }
 
-    def compute(self, eps: float = EPSILON) -> DriftSnapshot:
+    def compute(self, eps: float = PSI_EPSILON) -> DriftSnapshot:
         """PSI per signal over the window; NaN while it holds fewer than ``min_events`` events."""
         self._evict()
         n = self._events
         result: dict[str, float] = {}
-        for name, ref in self.reference.numeric.items():
-            result[name] = (
-                psi(ref.proportions, self._counts[name] / n, eps) if n >= self.min_events else math.nan
-            )
+        for name, proportions in self._numeric_proportions.items():
+            result[name] = psi(proportions, self._counts[name] / n, eps) if n >= self.min_events else math.nan
         result[CATEGORICAL_SIGNAL] = (
-            psi(self.reference.category_proportions, self._category_counts / n, eps)
+            psi(self._category_proportions, self._category_counts / n, eps)
             if n >= self.min_events
             else math.nan
         )

@@ -33,7 +33,7 @@ from pydantic import (
     field_validator,
 )
 
-from export.errors import HeadlineScorerError
+from artifact.errors import HeadlineScorerError
 from stream.dlq import DeadLetterReason, truncate_error
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas"

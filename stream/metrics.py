@@ -1,7 +1,9 @@
 """Prometheus metrics of a scorer worker, registered on an injected ``CollectorRegistry``.
 
-Every name and label is fixed by contracts.md; labels only take bounded values
-(dead-letter reasons, drift signals, topic/partition, the serving model version).
+Names and labels are an interface: the deploy/prometheus rules, the Grafana
+dashboard and README.md ("The stream") use them, so a rename breaks them.
+Labels only take bounded values (dead-letter reasons, drift signals,
+topic/partition, the serving model version).
 Per-event distributions (latency, predictions) are fed a whole batch at a time
 through :class:`ArrayHistogram`, which bins a numpy array in one call instead of
 one ``Histogram.observe`` per event.
@@ -22,11 +24,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from artifact.drift import DRIFT_SIGNALS
 from stream.dlq import DEAD_LETTER_REASONS, DeadLetterReason
-from stream.drift import CATEGORICAL_SIGNAL, NUMERIC_SIGNALS
 
 PREFIX: Final = "headline_scorer"
-DRIFT_SIGNALS: Final = (*NUMERIC_SIGNALS, CATEGORICAL_SIGNAL)
 BATCH_SIZE_BUCKETS: Final = tuple(float(2**i) for i in range(11))  # 1, 2, 4, ..., 1024
 INFERENCE_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LATENCY_BUCKETS: Final = (

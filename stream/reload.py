@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from export.errors import HeadlineScorerError
-from export.registry import Registry
-from export.runtime import ROWS_PER_CALL, ScoringModel, load_model
+from artifact.errors import HeadlineScorerError
+from artifact.registry import Registry
+from artifact.runtime import ROWS_PER_CALL, ScoringModel, load_model
 
 logger = logging.getLogger(__name__)
 

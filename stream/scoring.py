@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from export.errors import HeadlineScorerError
-from export.runtime import ScoreBatch, ScoringModel
+from artifact.errors import HeadlineScorerError
+from artifact.runtime import ScoreBatch, ScoringModel
 from stream.dlq import DeadLetterReason, dead_letter_headers
 from stream.drift import SlidingWindowDrift
 from stream.events import EventRejected, HeadlineEvent, decode_event, encode_scores, event_time_seconds

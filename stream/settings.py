@@ -18,7 +18,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from export.errors import HeadlineScorerError
+from artifact.errors import HeadlineScorerError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -46,6 +46,7 @@ class StreamSettings(BaseSettings):
     dlq_topic: str = Field(default="headlines-dlq", min_length=1, max_length=249)
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
+    create_topics: bool = True  # False: never create topics (needs no Create ACL; a Job creates them)
     model_registry: Path = Path("registry")
     # faust's local state directory; None: <system temp dir>/headline-scorer-<SCORER_APP_ID>
     scorer_data_dir: Path | None = None
@@ -56,7 +57,7 @@ class StreamSettings(BaseSettings):
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=0, le=65535)
     onnx_intra_op_threads: int = Field(default=1, ge=1, le=256)
-    # export.runtime.ROWS_PER_CALL (not imported: settings load without onnxruntime)
+    # artifact.runtime.ROWS_PER_CALL (not imported: settings load without onnxruntime)
     onnx_rows_per_call: int = Field(default=64, ge=1, le=100_000)
     reload_poll_seconds: float = Field(default=2.0, gt=0)
     drift_window_events: int = Field(default=5000, ge=1)

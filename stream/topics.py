@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from export.errors import HeadlineScorerError
-from stream.broker import run_sync
+from artifact.errors import HeadlineScorerError
+from stream.asyncio_util import run_sync
 from stream.settings import StreamSettings
 
 logger = logging.getLogger(__name__)

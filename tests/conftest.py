@@ -72,7 +72,7 @@ def _new_broker(log_dir: Path) -> Any:
         from headline_scorer.apache_kafka import ApacheKafkaBroker
 
         return ApacheKafkaBroker(log_dir=log_dir)
-    from stream.broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker
 
     return EmbeddedBroker()
 
@@ -112,7 +112,7 @@ def own_broker(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def embedded_broker() -> Iterator[Any]:
     """A fresh embedded (Tansu) broker of the test's own: tests of ``EmbeddedBroker`` itself."""
-    from stream.broker import EmbeddedBroker
+    from headline_scorer.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker
@@ -121,7 +121,7 @@ def embedded_broker() -> Iterator[Any]:
 @pytest.fixture
 def topic_factory(kafka_client_kwargs: dict[str, Any]) -> Iterator[Callable[..., str]]:
     """``make(partitions=1, prefix="test") -> name``: a new, uniquely named topic on the session broker."""
-    from stream.broker import run_sync
+    from stream.asyncio_util import run_sync
     from stream.topics import TopicSpec, create_topics
 
     created: list[str] = []
@@ -148,7 +148,7 @@ def read_topic(kafka_client_kwargs: dict[str, Any]) -> Callable[..., list[Any]]:
     Reads all partitions from the beginning without a consumer group until ``expected`` records
     arrived, then ``settle`` seconds more to catch extras (watermarks cannot be trusted on Tansu).
     """
-    from stream.broker import run_sync
+    from stream.asyncio_util import run_sync
 
     async def read(topic: str, expected: int, timeout: float, settle: float) -> list[Any]:
         import asyncio

@@ -58,6 +58,13 @@ PROMETHEUS_SERIES = frozenset({"up"})
 # the settings' environment variables (test_stream_settings.py pins the list itself)
 ENV_VARS = frozenset(name.upper() for name in StreamSettings.model_fields)
 
+
+def faust_leader_topic(app_id: str) -> str:
+    """faust's leader-election topic, which every worker subscribes to (tests/test_worker_topics.py shows
+    a worker allowed to create topics creates exactly this one besides input, output and DLQ)."""
+    return f"{app_id}-__assignor-__leader"
+
+
 _METRIC_NAME = re.compile(r"\b(headline_scorer_[a-z0-9_]+|up)\b")
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 

@@ -39,7 +39,7 @@ def sample_checkpoint() -> Path:
 @cache
 def exported_version() -> Path:
     """A version directory exported from :func:`sample_checkpoint` (do not modify; copy it)."""
-    from training.export_model import export_version
+    from export.build import export_version
 
     out = _tempdir("hs-export-version-") / "version"
     export_version(sample_checkpoint(), sample_data(), out)

@@ -27,8 +27,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from export.registry import Registry
-from stream.broker import free_port
+from artifact.registry import Registry
+from stream.asyncio_util import free_port
 from stream.settings import StreamSettings
 from tests.export_support import _tempdir, sample_checkpoint, sample_data
 
@@ -220,7 +220,7 @@ async def consume_until(
 @cache
 def template_registry() -> tuple[Path, str, str]:
     """A registry with two good versions (the first current) exported from the sample model."""
-    from training.export_model import export_to_registry
+    from export.build import export_to_registry
 
     root = _tempdir("hs-stream-registry-") / "registry"
     registry = Registry(root)

@@ -26,7 +26,7 @@ from headline_scorer.apache_kafka import (
     kafka_jars,
     new_cluster_id,
 )
-from stream.broker import answers_metadata, run_sync
+from stream.asyncio_util import answers_metadata, run_sync
 from stream.topics import TopicSpec, create_topics
 from tests.conftest import apache_mode
 

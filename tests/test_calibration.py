@@ -1,4 +1,4 @@
-"""training.calibration (Platt scaling) and export.scaling (CTR target scaling)."""
+"""training.calibration (Platt scaling) and artifact.scaling (CTR target scaling)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from export.scaling import TargetScaling
+from artifact.scaling import TargetScaling
 from training.calibration import CalibrationReport, PlattCalibrator, calibrate
 from training.metrics import expected_calibration_error
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from export.errors import CheckpointError
+from artifact.errors import CheckpointError
 from headline_scorer import SAMPLE_DATA
 from headline_scorer.cli import app
 from training.checkpoint import load_checkpoint, save_checkpoint

@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from headline_scorer.apache_kafka import ApacheKafkaCluster
-from stream.broker import run_sync
+from stream.asyncio_util import run_sync
 from tests.stream_harness import BackgroundReplay, Topics, WorkerProcess, template_registry
 
 pytestmark = [pytest.mark.faults, pytest.mark.cluster, pytest.mark.slow]

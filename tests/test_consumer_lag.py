@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from export.registry import CURRENT_FILE, atomic_write_text
+from artifact.registry import CURRENT_FILE, atomic_write_text
 from tests.conftest import apache_mode
 from tests.stream_harness import Topics, WorkerProcess, event, produce, template_registry
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from export.errors import CsvReadError, CsvValidationError, DataError
+from artifact.errors import CsvReadError, CsvValidationError, DataError
 from training.data import DroppedRows, HeadlineData, load_dataset
 from training.mapping import SEED, UPWORTHY, ColumnMapping
 

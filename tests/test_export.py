@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from export.drift_reference import (
+from artifact.drift import (
     MISSING_CATEGORY,
     NUMERIC_SIGNALS,
     OTHER_CATEGORY,
@@ -18,8 +18,8 @@ from export.drift_reference import (
     psi,
     quantile_bins,
 )
-from export.errors import ExportError, ManifestError, ParityError
-from export.manifest import (
+from artifact.errors import ExportError, ManifestError, ParityError
+from artifact.manifest import (
     CHECKPOINT_FILE,
     FEATURE_STATE_FILE,
     META_MANIFEST_SHA256,
@@ -30,15 +30,16 @@ from export.manifest import (
     parse_manifest,
     read_manifest,
 )
+from artifact.runtime import load_model
+from export.build import export_version
 from export.parity import HARD_ROWS, compare
-from export.runtime import load_model
 from tests.export_support import exported_version, sample_checkpoint, sample_data
 from training.data import load_dataset
-from training.export_model import export_version
 from training.mapping import SEED
 from training.predict import TrainedModel
 
 
+@pytest.mark.slow
 def test_export_writes_a_complete_verified_version() -> None:
     version_dir = exported_version()
     assert sorted(p.name for p in version_dir.iterdir()) == sorted(
@@ -59,6 +60,7 @@ def test_export_writes_a_complete_verified_version() -> None:
     assert props[META_MANIFEST_SHA256] == manifest_digest(manifest)
 
 
+@pytest.mark.slow
 def test_runtime_scores_match_torch_on_validation_rows_and_hard_strings() -> None:
     trained = TrainedModel.from_checkpoint(sample_checkpoint())
     model = load_model(exported_version())
@@ -100,6 +102,7 @@ def test_parity_on_the_real_seed_data(shared_data: Path, tmp_path: Path) -> None
     assert len(drift.numeric["title_chars"].edges) >= 5
 
 
+@pytest.mark.slow
 def test_parity_failure_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ParityError, match=r"tolerance 1e-05"):
         compare([0.1, 0.2], [0.5, 0.5], [0.1, 0.2001], [0.5, 0.5], rows=2, hard_rows=0)
@@ -111,6 +114,7 @@ def test_parity_failure_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "v" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_export_refuses_data_the_checkpoint_was_not_trained_on(tmp_path: Path, sample_dir: Path) -> None:
     other = tmp_path / "other.csv"
     other.write_text((sample_dir / "train.csv").read_text(encoding="utf-8") + "\n", encoding="utf-8")
@@ -118,6 +122,7 @@ def test_export_refuses_data_the_checkpoint_was_not_trained_on(tmp_path: Path, s
         export_version(sample_checkpoint(), load_dataset(other, SEED), tmp_path / "v")
 
 
+@pytest.mark.slow
 def test_export_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "junk").write_text("x", encoding="utf-8")
     with pytest.raises(ExportError, match="empty directory"):
@@ -129,6 +134,7 @@ def _manifest_dict() -> dict[str, object]:
     return data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
@@ -173,6 +179,7 @@ def test_manifest_errors_for_missing_or_garbled_files(tmp_path: Path) -> None:
         read_manifest(tmp_path)
 
 
+@pytest.mark.slow
 def test_drift_reference_matches_the_contract() -> None:
     manifest = read_manifest(exported_version())
     drift = manifest.drift
@@ -219,6 +226,7 @@ def test_quantile_bins_and_categories() -> None:
         quantile_bins([])
 
 
+@pytest.mark.slow
 def test_export_is_reproducible_apart_from_time(tmp_path: Path) -> None:
     first = read_manifest(exported_version())
     shutil.copytree(exported_version(), tmp_path / "copy")

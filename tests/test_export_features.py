@@ -20,7 +20,7 @@ import pytest
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from export.features import (
+from artifact.features import (
     NUMERIC_FEATURES,
     FeatureBatch,
     FeatureConfig,
@@ -32,7 +32,7 @@ from export.features import (
     normalized_chunks,
     tokenize,
 )
-from export.featurizer import Featurizer
+from artifact.featurizer import Featurizer
 
 _CONTROL = {c: " " for c in range(0x20)} | {0x7F: " "}
 
@@ -311,6 +311,7 @@ def test_cut_inside_whitespace_counts_the_trailing_space() -> None:
     assert (chunks, length) == (["ab"], 3) and reference_normalize("ab  cd", 3) == "ab "
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_fast_featurizer_matches_reference_on_real_data(shared_data: Path) -> None:
     import pandas as pd

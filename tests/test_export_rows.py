@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from export.errors import ExportError
-from export.manifest import read_manifest
+from artifact.errors import ExportError
+from artifact.manifest import read_manifest
+from artifact.registry import Registry
+from artifact.runtime import load_model
+from export.build import export_version
 from export.parity import HARD_ROWS
-from export.registry import Registry
-from export.runtime import load_model
 from headline_scorer import SAMPLE_DATA
 from tests.cli_support import invoke
 from tests.export_support import exported_version, sample_checkpoint, sample_data
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import HeadlineData, load_dataset
-from training.export_model import export_version
 from training.export_rows import CHECKPOINT_KEY, ExportRows, StoredValidation, build_export_rows
 from training.mapping import UPWORTHY
 from training.train import TrainConfig, train
@@ -61,6 +61,7 @@ def _split_index(data: HeadlineData) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+@pytest.mark.slow
 def test_export_without_data_matches_export_with_data(tmp_path: Path) -> None:
     result = export_version(sample_checkpoint(), None, tmp_path / "v")
     with_data = read_manifest(exported_version())
@@ -81,6 +82,7 @@ def test_export_without_data_matches_export_with_data(tmp_path: Path) -> None:
         assert info["validation_rows"] == len(val_index)
 
 
+@pytest.mark.slow
 def test_checkpoint_rows_equal_the_csv_rows() -> None:
     data = sample_data()
     train_index, val_index = _split_index(data)
@@ -163,6 +165,7 @@ def test_stored_validation_round_trips_any_text(titles: list[str], value: float)
     assert _bits(back.raw_ctr) == _bits(data.raw_ctr)
 
 
+@pytest.mark.slow
 def test_drift_sample_is_capped_seeded_and_recorded(tmp_path: Path) -> None:
     data = sample_data()
     train_index, val_index = _split_index(data)
@@ -184,6 +187,7 @@ def test_drift_sample_is_capped_seeded_and_recorded(tmp_path: Path) -> None:
     assert manifest.training["drift_reference_source"] == "checkpoint sample"
 
 
+@pytest.mark.slow
 def test_old_checkpoint_without_rows_needs_data(tmp_path: Path) -> None:
     old = _with_rows(tmp_path, None)
     with pytest.raises(ExportError, match=r"no stored validation and training rows.*--data, or retrain"):
@@ -197,6 +201,7 @@ def test_old_checkpoint_without_rows_needs_data(tmp_path: Path) -> None:
     assert manifest.training["drift_reference_source"] == "data"
 
 
+@pytest.mark.slow
 def test_cli_export_without_data_publishes(tmp_path: Path) -> None:
     reg = tmp_path / "reg"
     args = ("--checkpoint", sample_checkpoint(), "--registry", reg, "--log-level", "WARNING")

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from export.manifest import MANIFEST_FILE, MODEL_FILE
-from export.registry import CURRENT_FILE, Registry, atomic_write_text
-from stream.broker import run_sync
+from artifact.manifest import MANIFEST_FILE, MODEL_FILE
+from artifact.registry import CURRENT_FILE, Registry, atomic_write_text
+from stream.asyncio_util import run_sync
 from stream.topics import TopicSpec, create_topics
 from tests.export_support import clock_from, sample_checkpoint, sample_data
 from tests.stream_harness import (
@@ -198,7 +198,7 @@ def _score_batch(bootstrap: str, topics: Topics, prefix: str, n: int = 50) -> se
 def test_bad_versions_and_a_failed_publish_leave_the_old_model_serving(
     kafka_bootstrap: str, registry_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training.export_model import export_version
+    from export.build import export_version
 
     alert_metric = _alert_metric()
     registry = Registry(registry_root)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from export.errors import FeatureStateError
-from export.features import (
+from artifact.errors import FeatureStateError
+from artifact.features import (
     NUMERIC_FEATURES,
     FeatureConfig,
     FeatureState,
@@ -17,7 +17,7 @@ from export.features import (
     title_features,
     tokenize,
 )
-from export.featurizer import Featurizer
+from artifact.featurizer import Featurizer
 
 TITLES = [
     "Why the new phone battery lasts 3 days",

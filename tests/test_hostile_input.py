@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from export.runtime import ScoringModel, load_model
-from stream.broker import run_sync
+from artifact.runtime import ScoringModel, load_model
+from stream.asyncio_util import run_sync
 from stream.dlq import DEAD_LETTER_REASONS, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION
 from stream.drift import SlidingWindowDrift
 from stream.events import EventRejected, decode_event
@@ -64,6 +64,7 @@ def _batch_scorer(registry: CollectorRegistry) -> BatchScorer:
 _records = st.lists(st.tuples(record_keys, record_values, record_timestamps_ms), max_size=24)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150,
     derandomize=True,
@@ -110,6 +111,7 @@ def test_batch_scorer_accounts_for_every_record(
     assert dead == len(result.dead_letters)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", FIXED_CASES, ids=lambda c: c.name)
 def test_batch_scorer_fixed_cases(case: Case) -> None:
     record = InRecord(case.record_key, case.value, "headlines", 0, 7, case.timestamp_ms)
@@ -123,6 +125,7 @@ def test_batch_scorer_fixed_cases(case: Case) -> None:
     assert outcome in case.allowed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("published_at", "timestamp_ms", "expected"),
     [

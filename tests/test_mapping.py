@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from export.errors import DataError, MappingError
+from artifact.errors import DataError, MappingError
 from training.data import load_dataset
 from training.mapping import BUILTIN, SEED, UPWORTHY, ColumnMapping, resolve_mapping
 
@@ -200,7 +200,7 @@ def test_a_misspelled_target_in_a_custom_mapping_is_named_wherever_it_matters(tm
     """The mapping says ``click rate``, the file says ``Click Rate``: no exact target column, so the data
     is inference-only (predict still works), but the notice, the ``train`` error and the evaluation
     notice all name the near miss instead of silently dropping the target."""
-    from export.errors import CsvValidationError
+    from artifact.errors import CsvValidationError
     from training.evaluate import INFERENCE_NOTICE, inference_notice
     from training.run import ensure_trainable
     from training.train import train

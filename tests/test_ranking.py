@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.errors import CsvValidationError
+from artifact.errors import CsvValidationError
 from headline_scorer import SAMPLE_DATA
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import HeadlineData, load_dataset

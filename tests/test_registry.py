@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from export.errors import ModelLoadError, RegistryError
-from export.manifest import MODEL_FILE, read_manifest
-from export.registry import CURRENT_FILE, Registry
+from artifact.errors import ModelLoadError, RegistryError
+from artifact.manifest import MODEL_FILE, read_manifest
+from artifact.registry import CURRENT_FILE, Registry
+from export.build import export_to_registry
 from headline_scorer.cli import app
 from tests.export_support import clock_from, copy_version, sample_checkpoint, sample_data
-from training.export_model import export_to_registry
 
 
 @pytest.fixture
@@ -37,6 +37,7 @@ def _entries(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.name != ".lock")
 
 
+@pytest.mark.slow
 def test_publish_makes_a_loadable_current_version(tmp_path: Path, clock: object) -> None:
     registry = Registry(tmp_path / "reg")
     assert registry.versions() == [] and registry.current_version() is None
@@ -57,6 +58,7 @@ def test_version_names_are_validated(tmp_path: Path, name: str) -> None:
         Registry(tmp_path).version_dir(name)
 
 
+@pytest.mark.slow
 def test_corrupt_staged_version_is_never_published(tmp_path: Path, clock: object) -> None:
     registry = Registry(tmp_path / "reg")
     good = _publish(registry, clock)
@@ -68,6 +70,7 @@ def test_corrupt_staged_version_is_never_published(tmp_path: Path, clock: object
     assert _entries(tmp_path / "reg") == sorted([CURRENT_FILE, good])
 
 
+@pytest.mark.slow
 def test_publish_failing_midway_leaves_current_valid(
     tmp_path: Path, clock: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,6 +96,7 @@ def test_publish_failing_midway_leaves_current_valid(
     assert not [p for p in (tmp_path / "reg").iterdir() if p.name.startswith(".staging")]
 
 
+@pytest.mark.slow
 def test_leftover_partial_staging_is_ignored(tmp_path: Path, clock: object) -> None:
     registry = Registry(tmp_path / "reg")
     good = _publish(registry, clock)
@@ -104,6 +108,7 @@ def test_leftover_partial_staging_is_ignored(tmp_path: Path, clock: object) -> N
     assert registry.load_current().version == good
 
 
+@pytest.mark.slow
 def test_promote_rollback_and_pruning(tmp_path: Path, clock: object) -> None:
     registry = Registry(tmp_path / "reg", keep=2)
     v1 = _publish(registry, clock)
@@ -126,6 +131,7 @@ def test_promote_rollback_and_pruning(tmp_path: Path, clock: object) -> None:
     assert registry.current_version() == v1
 
 
+@pytest.mark.slow
 def test_publishing_the_same_version_twice_fails(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "reg")
     version = registry.publish(copy_version(tmp_path / "a"))
@@ -141,6 +147,7 @@ def test_garbage_current_pointer_is_an_error(tmp_path: Path) -> None:
         Registry(tmp_path).current_version()
 
 
+@pytest.mark.slow
 def test_models_cli(tmp_path: Path, clock: object, sample_dir: Path) -> None:
     runner = CliRunner()
     reg = tmp_path / "reg"

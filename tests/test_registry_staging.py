@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from export.errors import RegistryError
-from export.manifest import MODEL_FILE
-from export.registry import STAGING_PREFIX, Registry
+from artifact.errors import RegistryError
+from artifact.manifest import MODEL_FILE
+from artifact.registry import STAGING_PREFIX, Registry
+from export.build import export_to_registry
 from tests.export_support import clock_from, sample_checkpoint
-from training.export_model import export_to_registry
 
 HOUR = 3600.0
 
@@ -45,7 +45,7 @@ def test_clean_staging_removes_only_stale_dirs(tmp_path: Path, caplog: pytest.Lo
     other.mkdir()
     os.utime(other, (time.time() - 5 * HOUR,) * 2)
 
-    with caplog.at_level(logging.INFO, logger="export.registry"):
+    with caplog.at_level(logging.INFO, logger="artifact.registry"):
         removed = registry.clean_staging()
     assert sorted(removed) == sorted([stale, stale_empty, pruned_leftover])
     assert not stale.exists() and not stale_empty.exists() and not pruned_leftover.exists()
@@ -68,6 +68,7 @@ def test_clean_staging_uses_the_injected_clock_and_grace(tmp_path: Path) -> None
         Registry(tmp_path, staging_grace=timedelta(seconds=-1))
 
 
+@pytest.mark.slow
 def test_publish_cleans_stale_staging_but_loading_does_not(tmp_path: Path) -> None:
     ticks = clock_from()
     registry = Registry(tmp_path / "reg")

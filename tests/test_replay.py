@@ -25,7 +25,7 @@ from headline_scorer.replay import (
     load_rows,
     replay_events,
 )
-from stream.broker import answers_metadata, run_sync
+from stream.asyncio_util import answers_metadata, run_sync
 from stream.events import EventRejected, decode_event
 
 MAX_BYTES = 65536
@@ -50,8 +50,15 @@ def test_load_rows_from_the_sample(sample_dir: Path) -> None:
 
 def test_torch_free() -> None:
     """The load generator (and the stream package) must run where torch is not installed."""
-    modules = (
-        "headline_scorer.replay, stream.events, stream.drift, stream.metrics, stream.broker, stream.topics"
+    modules = ", ".join(
+        [
+            "headline_scorer.replay",
+            "stream.events",
+            "stream.drift",
+            "stream.metrics",
+            "stream.asyncio_util",
+            "stream.topics",
+        ]
     )
     code = f"import sys, {modules}; print('torch' in sys.modules)"
     out = subprocess.run(

@@ -8,11 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from export.errors import GateRejectedError
-from export.registry import Registry
-from headline_scorer.cli import app
-from tests.export_support import sample_data
-from training.retrain import (
+from artifact.errors import GateRejectedError
+from artifact.registry import Registry
+from export.retrain import (
     REPORTS_DIR,
     CandidateRejectedError,
     GateReport,
@@ -21,6 +19,8 @@ from training.retrain import (
     retrain_loop,
     retrain_once,
 )
+from headline_scorer.cli import app
+from tests.export_support import sample_data
 from training.train import TrainConfig
 
 

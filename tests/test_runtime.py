@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.drift_reference import NUMERIC_SIGNALS
-from export.errors import CanaryError, ManifestError, ModelLoadError, ScoringError
-from export.manifest import (
+from artifact.drift import NUMERIC_SIGNALS
+from artifact.errors import CanaryError, ManifestError, ModelLoadError, ScoringError
+from artifact.manifest import (
     FEATURE_STATE_FILE,
     MODEL_FILE,
     manifest_digest,
@@ -20,9 +20,12 @@ from export.manifest import (
     read_manifest,
     sha256_file,
 )
+from artifact.runtime import ScoreBatch, load_model
 from export.onnx_export import stamp_metadata
-from export.runtime import ScoreBatch, load_model
 from tests.export_support import copy_version, exported_version, sample_data
+
+# Every test scores with the model trained on the sample (tests.export_support): slow.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,13 +167,12 @@ def test_garbage_onnx_with_matching_hash_is_a_load_error(tmp_path: Path) -> None
         load_model(version)
 
 
-@pytest.mark.slow
 def test_serving_never_imports_torch() -> None:
     code = f"""
 import json, sys
 from pathlib import Path
-from export.registry import Registry
-from export.runtime import load_model
+from artifact.registry import Registry
+from artifact.runtime import load_model
 model = load_model(Path({str(exported_version())!r}))
 scores = model.score(["Scientists find water on Mars", ""], ["Tech", None])
 loaded = set(sys.modules)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,9 +24,11 @@ from training.sample import (
     SAMPLE_FILES,
     SEED_COLUMNS,
     TARGET_COLUMNS,
+    VOCABULARY_FILE,
     generate_ab_tests,
     generate_inference_format,
     generate_seed_format,
+    parse_vocabulary,
     write_samples,
 )
 
@@ -169,6 +174,44 @@ def test_write_samples_round_trips(tmp_path: Path, train: pd.DataFrame, ab_tests
     assert_frame_equal(pd.read_csv(written["ab_tests"]), ab_tests, check_exact=True)
 
 
+# --- the vocabulary data file --------------------------------------------------------------
+VOCABULARY_PATH = REPO / "training" / VOCABULARY_FILE
+
+
+def test_vocabulary_file_is_package_data() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert VOCABULARY_FILE in pyproject["tool"]["setuptools"]["package-data"]["training"]
+    vocabulary = parse_vocabulary(VOCABULARY_PATH.read_text(encoding="utf-8"))
+    assert len(vocabulary.categories) == 8
+    assert {c.name for c in vocabulary.categories} >= {"Tech News", "AI", "Technology & Science"}
+
+
+def _vocabulary_json() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(VOCABULARY_PATH.read_text(encoding="utf-8"))
+    return data
+
+
+def test_vocabulary_rejects_a_template_slot_without_words() -> None:
+    data = _vocabulary_json()
+    data["categories"][0]["templates"].append(["{gadget} is here", 0.1])
+    with pytest.raises(ValueError, match=r"(?s)sample_vocab.json.*Tech News: .* no slot \['gadget'\]"):
+        parse_vocabulary(json.dumps(data))
+
+
+def test_vocabulary_rejects_a_link_that_misses_a_word() -> None:
+    data = _vocabulary_json()
+    del data["categories"][0]["links"][0]["values"]["Chrome"]
+    with pytest.raises(ValueError, match=r"Tech News: link 'product' -> 'company' misses \['Chrome'\]"):
+        parse_vocabulary(json.dumps(data))
+
+
+def test_vocabulary_rejects_a_malformed_entry() -> None:
+    data = _vocabulary_json()
+    data["prefixes"] = [["Breaking: "]]
+    with pytest.raises(ValueError, match=r"(?s)invalid sample vocabulary broken.json.*prefixes"):
+        parse_vocabulary(json.dumps(data), "broken.json")
+
+
 # --- seed format -----------------------------------------------------------------------------
 def test_ids_unique_and_disjoint(train: pd.DataFrame, inference: pd.DataFrame) -> None:
     assert train["id"].is_unique
@@ -184,14 +227,15 @@ def test_target_columns_are_consistent(train: pd.DataFrame) -> None:
     assert imps.between(2_000, 80_000).all()
     assert ((clicks >= 0) & (clicks <= imps)).all()
     ctr = train["URL CTR"]
-    np.testing.assert_allclose(ctr, clicks / imps, rtol=1e-12)
-    np.testing.assert_allclose(train["Log URL CTR"], np.log1p(ctr), rtol=1e-12)
+    # the generator rounds floats to 12 significant digits (portable files): allow that much
+    np.testing.assert_allclose(ctr, clicks / imps, rtol=1e-11)
+    np.testing.assert_allclose(train["Log URL CTR"], np.log1p(ctr), rtol=1e-11)
     norm = train["Normalized URL CTR"]
     assert norm.between(0.0, 1.0).all()
     assert norm.min() == 0.0
     assert norm.max() == 1.0
     log_ctr = np.log1p(ctr)
-    np.testing.assert_allclose(norm, (log_ctr - log_ctr.min()) / (log_ctr.max() - log_ctr.min()), atol=1e-12)
+    np.testing.assert_allclose(norm, (log_ctr - log_ctr.min()) / (log_ctr.max() - log_ctr.min()), atol=1e-11)
     assert (train["STR_High_Low"] == (ctr > ctr.median()).astype("int64")).all()
 
 

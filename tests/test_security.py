@@ -27,9 +27,9 @@ import pytest
 import torch
 from prometheus_client import CollectorRegistry
 
-from export.errors import RegistryError
-from export.manifest import CHECKPOINT_FILE
-from export.registry import CURRENT_FILE, Registry
+from artifact.errors import RegistryError
+from artifact.manifest import CHECKPOINT_FILE
+from artifact.registry import CURRENT_FILE, Registry
 from headline_scorer import SAMPLE_DATA
 from stream.app import faust_kwargs
 from stream.metrics import ScorerMetrics
@@ -111,6 +111,7 @@ TRAVERSALS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TRAVERSALS)
 def test_models_commands_refuse_traversal_names(registry_root: Path, name: str) -> None:
     for args in (["models", "show", name], ["models", "promote", name]):
@@ -119,6 +120,7 @@ def test_models_commands_refuse_traversal_names(registry_root: Path, name: str) 
         assert "expected a version name" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TRAVERSALS)
 def test_a_current_pointer_outside_the_registry_is_not_followed(
     tmp_path: Path, registry_root: Path, name: str

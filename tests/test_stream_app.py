@@ -52,6 +52,7 @@ def test_sasl_settings_become_faust_credentials(tmp_path: Path) -> None:
     assert "s3cret-value" not in repr(settings)
 
 
+@pytest.mark.slow
 def test_faust_cli_entry_point_builds_the_app_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

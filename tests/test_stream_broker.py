@@ -1,4 +1,4 @@
-"""stream/broker.py + stream/topics.py against a real Kafka-protocol broker (embedded Tansu)."""
+"""headline_scorer/embedded_broker.py + stream/topics.py against a real Kafka-protocol broker (Tansu)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from stream.broker import BrokerError, EmbeddedBroker, answers_metadata, free_port, run_sync
+from headline_scorer.embedded_broker import BrokerError, EmbeddedBroker
+from stream.asyncio_util import answers_metadata, free_port, run_sync
 from stream.settings import StreamSettings
 from stream.topics import TopicSpec, create_topics, ensure_topics, ensure_topics_sync
 

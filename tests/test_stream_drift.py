@@ -1,4 +1,5 @@
-"""stream/drift.py: PSI arithmetic, the sliding window, detection on synthetic streams with a known change."""
+"""artifact/drift.py (PSI, bins, reference) and stream/drift.py (the sliding window): detection on synthetic
+streams with a known change."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.drift import (
+from artifact.drift import (
     NUMERIC_SIGNALS,
     DriftReference,
-    DriftReferenceError,
-    SlidingWindowDrift,
     bin_indices,
     bin_proportions,
+    build_drift_reference,
     categorical_psi,
     psi,
 )
+from artifact.errors import DriftReferenceError
+from stream.drift import SlidingWindowDrift
 
 CATEGORIES = {"news": 0.5, "sport": 0.3, "tech": 0.2, "__other__": 0.0}
 
@@ -212,9 +214,10 @@ def test_psi_is_non_negative_and_zero_on_itself(raw: list[float], data: st.DataO
     st.integers(0, 2**32 - 1),
 )
 def test_window_counts_equal_a_recount_of_the_last_events(sizes: list[int], window: int, seed: int) -> None:
+    quarters = {"edges": [-0.5, 0.0, 0.5], "proportions": [0.25, 0.25, 0.25, 0.25]}
     ref = {
-        "numeric": {"ctr": {"edges": [-0.5, 0.0, 0.5], "proportions": [0.25, 0.25, 0.25, 0.25]}},
-        "categorical": {"category": {"proportions": {"a": 0.6, "b": 0.4}}},
+        "numeric": dict.fromkeys(NUMERIC_SIGNALS, quarters),
+        "categorical": {"category": {"proportions": {"a": 0.6, "b": 0.4, "__other__": 0.0}}},
     }
     drift = SlidingWindowDrift.from_mapping(ref, max_events=window, max_seconds=None, min_events=1)
     rng = np.random.default_rng(seed)
@@ -223,7 +226,7 @@ def test_window_counts_equal_a_recount_of_the_last_events(sizes: list[int], wind
     for size in sizes:
         batch_values = rng.normal(0, 1, size)
         batch_cats = list(rng.choice(np.array(["a", "b", "c", None], dtype=object), size))
-        drift.update({"ctr": batch_values}, batch_cats)
+        drift.update(dict.fromkeys(NUMERIC_SIGNALS, batch_values), batch_cats)
         values.extend(batch_values.tolist())
         cats.extend(batch_cats)
         expected_n = min(len(values), window)
@@ -243,3 +246,16 @@ def test_window_counts_equal_a_recount_of_the_last_events(sizes: list[int], wind
         if expected_n:
             assert snap.unseen_share == pytest.approx(expected_cats[2] / expected_n)
             assert snap.psi["ctr"] >= 0.0
+
+
+def test_window_keys_categories_as_the_reference_was_built() -> None:
+    """One category_key for both sides: None and "" are both ``__missing__`` in training and in the stream."""
+    categories: list[str | None] = ["a", None, "", "a", "b", None]
+    values = np.linspace(0.0, 1.0, len(categories))
+    reference = build_drift_reference(dict.fromkeys(NUMERIC_SIGNALS, values), categories, n_bins=2)
+    assert reference.categorical["category"].proportions["__missing__"] == pytest.approx(0.5)
+    drift = SlidingWindowDrift(reference, min_events=1)
+    drift.update(dict.fromkeys(NUMERIC_SIGNALS, values), categories)
+    snapshot = drift.compute()
+    assert snapshot.psi["category"] == pytest.approx(0.0) and snapshot.unseen_share == 0.0
+    assert all(value == pytest.approx(0.0) for value in snapshot.psi.values())

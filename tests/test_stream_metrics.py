@@ -1,4 +1,4 @@
-"""stream/metrics.py: names and labels of contracts.md, bounded labels, batch histograms."""
+"""stream/metrics.py: the names and labels deploy/ relies on, bounded labels, batch histograms."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from export.runtime import ROWS_PER_CALL
+from artifact.runtime import ROWS_PER_CALL
 from stream.settings import SettingsError, StreamSettings
 
 ENV_VARS = [
@@ -25,6 +25,7 @@ ENV_VARS = [
     "DLQ_TOPIC",
     "TOPIC_PARTITIONS",
     "TOPIC_REPLICATION",
+    "CREATE_TOPICS",
     "MODEL_REGISTRY",
     "SCORER_DATA_DIR",
     "BATCH_MAX_EVENTS",

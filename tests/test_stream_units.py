@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from export.registry import CURRENT_FILE, Registry, atomic_write_text
-from export.runtime import ROWS_PER_CALL, ScoreBatch, ScoringModel, load_model
+from artifact.registry import CURRENT_FILE, Registry, atomic_write_text
+from artifact.runtime import ROWS_PER_CALL, ScoreBatch, ScoringModel, load_model
 from stream.health import Health
 from stream.metrics import ScorerMetrics
 from stream.reload import ModelHolder

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from export.registry import CURRENT_FILE, Registry, atomic_write_text
+from artifact.registry import CURRENT_FILE, Registry, atomic_write_text
 from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

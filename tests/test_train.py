@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from export.features import normalize_title, tokenize
+from artifact.features import normalize_title, tokenize
 from headline_scorer import SAMPLE_DATA
 from training.data import HeadlineData, load_dataset
 from training.mapping import SEED, UPWORTHY

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from export.errors import TrainConfigError
+from artifact.errors import TrainConfigError
 from tests.cli_support import explain, invoke
 from training.config_file import build_train_config, parse_set
 from training.train import TrainConfig

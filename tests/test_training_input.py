@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from export.registry import Registry
+from artifact.registry import Registry
 from tests.cli_support import explain, invoke
 from tests.export_support import sample_checkpoint
 from tests.stream_harness import template_registry

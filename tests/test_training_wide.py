@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.features import NUMERIC_FEATURES, fit_feature_state
-from export.featurizer import Featurizer
+from artifact.features import NUMERIC_FEATURES, fit_feature_state
+from artifact.featurizer import Featurizer
 from headline_scorer import SAMPLE_DATA
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.data import HeadlineData, load_dataset

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 
-from export.scaling import finite_float as _finite_float
+from artifact.scaling import finite_float as _finite_float
 from training.metrics import as_labels, as_probabilities, check_same_length, expected_calibration_error
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from export.errors import CheckpointError
-from export.registry import atomic_write_bytes
+from artifact.errors import CheckpointError
+from artifact.registry import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

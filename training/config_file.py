@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from export.errors import TrainConfigError
+from artifact.errors import TrainConfigError
 from training.train import TrainConfig
 
 #: What a resumed run may still change (the rest comes from the checkpoint).

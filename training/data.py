@@ -5,7 +5,7 @@ checks it and returns a :class:`HeadlineData` with a :class:`ValidationSummary`.
 
 Rules:
 
-* fatal (raise :class:`~export.errors.CsvReadError` / :class:`~export.errors.CsvValidationError`,
+* fatal (raise :class:`~artifact.errors.CsvReadError` / :class:`~artifact.errors.CsvValidationError`,
   naming file, column, rows and what was expected): missing file, wrong encoding,
   empty file, missing mapped column, non-numeric or missing values in a target
   column, CTR outside [0, 1], negative or fractional counts, clicks above
@@ -43,7 +43,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from export.errors import CsvReadError, CsvValidationError
+from artifact.errors import CsvReadError, CsvValidationError
 from training.mapping import ColumnMapping
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The rows an export needs, stored in the checkpoint so export is self-contained.
+"""The rows an export needs, stored in the checkpoint by ``train`` so export is self-contained.
 
 Export scores the validation rows (torch-vs-runtime parity, canaries,
 validation metrics) and the training rows (drift reference). ``train`` stores
@@ -19,18 +19,13 @@ Categories are stored as the text the model sees: ``None`` stays missing, a
 float NaN (a pandas missing cell) becomes missing, any other non-string value
 becomes ``str(value)``.
 
-:func:`export_inputs` picks the rows for one export: from the training CSV
-when it is given (its sha256 must match the checkpoint's data fingerprint;
-the drift reference then uses every training row), otherwise from the
-checkpoint.
+:func:`export.inputs.export_inputs` reads them back at export time.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -38,14 +33,12 @@ import pandas as pd
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from export.errors import ExportError
+from artifact.errors import ExportError
 from training.data import HeadlineData, ValidationSummary
 
 CHECKPOINT_KEY = "export_rows"
 #: Training rows kept for the drift reference; above it a seeded random sample.
 DRIFT_SAMPLE_ROWS = 50_000
-
-DriftSource = Literal["data", "checkpoint sample"]
 
 
 class _Stored(BaseModel):
@@ -165,25 +158,6 @@ def build_export_rows(
     )
 
 
-@dataclass(frozen=True)
-class ExportInputs:
-    """The rows one export scores."""
-
-    validation: HeadlineData
-    drift_titles: list[str]
-    drift_categories: list[str | None]
-    drift_source: DriftSource
-    train_rows: int  # training rows of the checkpoint's split (the drift rows are all or a sample)
-
-    def manifest_info(self) -> dict[str, Any]:
-        return {
-            "train_rows": self.train_rows,
-            "validation_rows": len(self.validation),
-            "drift_reference_rows": len(self.drift_titles),
-            "drift_reference_source": self.drift_source,
-        }
-
-
 def stored_rows(payload: dict[str, Any]) -> ExportRows | None:
     """The rows stored in a checkpoint payload (``None`` for a checkpoint written before they were)."""
     text = payload.get(CHECKPOINT_KEY)
@@ -193,57 +167,3 @@ def stored_rows(payload: dict[str, Any]) -> ExportRows | None:
         return ExportRows.from_json(text)
     except ValueError as exc:
         raise ExportError(f"the checkpoint's stored export rows are unreadable ({exc})") from exc
-
-
-def _split(payload: dict[str, Any], data: HeadlineData) -> tuple[HeadlineData, HeadlineData]:
-    """(training rows, validation rows) of ``data`` by the checkpoint's split."""
-    fingerprint = json.loads(payload.get("data_fingerprint") or "null")
-    if fingerprint is None or "split" not in payload:
-        raise ExportError("checkpoint holds no data fingerprint or validation split: re-train to export it")
-    if fingerprint.get("sha256") != data.summary.sha256:
-        raise ExportError(
-            f"{data.summary.file}: sha256 {data.summary.sha256[:12]}... differs from the data the checkpoint "
-            f"was trained on ({fingerprint.get('file')}, {str(fingerprint.get('sha256'))[:12]}...): "
-            "pass the training CSV (and its mapping)"
-        )
-    val_ids = set(json.loads(payload["split"])["val_ids"])
-    is_val = np.fromiter((str(i) in val_ids for i in data.ids), dtype=bool, count=len(data))
-    if not is_val.any() or is_val.all():
-        raise ExportError(
-            f"{data.summary.file}: the checkpoint's validation split matches {int(is_val.sum())} rows"
-        )
-    return data.subset(np.flatnonzero(~is_val)), data.subset(np.flatnonzero(is_val))
-
-
-def export_inputs(payload: dict[str, Any], data: HeadlineData | None) -> ExportInputs:
-    """The rows for an export of the checkpoint ``payload``: from ``data`` when given, else stored ones."""
-    if data is not None:
-        train_rows, val_rows = _split(payload, data)
-        return ExportInputs(
-            validation=val_rows,
-            drift_titles=train_rows.titles,
-            drift_categories=train_rows.categories or [None] * len(train_rows),
-            drift_source="data",
-            train_rows=len(train_rows),
-        )
-    rows = stored_rows(payload)
-    if rows is None:
-        raise ExportError(
-            "the checkpoint holds no stored validation and training rows (written before export "
-            "became self-contained, or not the final best.pt of a training run): pass the training "
-            "CSV with --data, or retrain"
-        )
-    validation = rows.validation.to_data()
-    if len(validation) == 0 or not rows.drift_sample.titles:
-        raise ExportError(
-            f"the checkpoint's stored rows are incomplete ({len(validation)} validation rows, "
-            f"{len(rows.drift_sample.titles)} training rows)"
-        )
-    sample = rows.drift_sample
-    return ExportInputs(
-        validation=validation,
-        drift_titles=sample.titles,
-        drift_categories=sample.categories or [None] * len(sample.titles),
-        drift_source="checkpoint sample",
-        train_rows=sample.drawn_from,
-    )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from export.errors import MappingError
+from artifact.errors import MappingError
 
 
 class ColumnMapping(BaseModel):

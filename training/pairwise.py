@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from export.features import NO_CUT, normalize_title
+from artifact.features import NO_CUT, normalize_title
 from training.metrics import FloatArray, as_float_array, check_same_length
 
 #: |z| above this marks a pair of rows as significantly different (two-sided 5 %).

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from export.errors import CheckpointError
-from export.features import FeatureBatch, FeatureState
-from export.featurizer import Featurizer
-from export.scaling import TargetScaling
+from artifact.errors import CheckpointError
+from artifact.features import FeatureBatch, FeatureState
+from artifact.featurizer import Featurizer
+from artifact.scaling import TargetScaling
 from training.calibration import PlattCalibrator
 from training.checkpoint import load_checkpoint
 from training.model import DualHeadModel, ModelConfig

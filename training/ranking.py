@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from export.errors import CsvValidationError
+from artifact.errors import CsvValidationError
 from training.data import HeadlineData
 from training.pairwise import Z_CRITICAL, headline_codes, two_proportion_z
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.errors import CsvValidationError
+from artifact.errors import CsvValidationError
 from training.data import HeadlineData
 from training.evaluate import Evaluation, evaluate_predictions, inference_notice, write_predictions
 from training.predict import TrainedModel

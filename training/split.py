@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from artifact.errors import DataError
+
 
 def connected_groups(titles: Sequence[str], groups: Sequence[str] | None) -> NDArray[np.int64]:
     """A component id per row: rows sharing a group or an (case-folded) title are connected."""
@@ -41,7 +43,7 @@ def connected_groups(titles: Sequence[str], groups: Sequence[str] | None) -> NDA
     return component.astype(np.int64)
 
 
-class NoValidationRowsError(ValueError):
+class NoValidationRowsError(DataError, ValueError):
     """Every group of rows is kept in training, so none can be drawn for validation."""
 
 

@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from export.errors import CsvValidationError
-from export.scaling import TargetScaling
+from artifact.errors import CsvValidationError
+from artifact.scaling import TargetScaling
 from training.data import HeadlineData
 
 logger = logging.getLogger(__name__)

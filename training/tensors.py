@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from export.featurizer import Featurizer
+from artifact.featurizer import Featurizer
 from training.data import HeadlineData
 from training.model import DualHeadModel, HybridLoss
 from training.predict import batch_tensors

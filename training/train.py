@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
-from export.errors import CheckpointError, CsvValidationError
-from export.features import NUMERIC_FEATURES, FeatureConfig, FeatureState, fit_feature_state
-from export.featurizer import Featurizer
-from export.scaling import TargetScaling
+from artifact.errors import CheckpointError, CsvValidationError
+from artifact.features import NUMERIC_FEATURES, FeatureConfig, FeatureState, fit_feature_state
+from artifact.featurizer import Featurizer
+from artifact.scaling import TargetScaling
 from training.calibration import CalibrationReport, calibrate
 from training.checkpoint import save_checkpoint
 from training.data import HeadlineData
@@ -63,12 +63,12 @@ class TrainConfig(BaseModel):
     which lowers the MAE of this skewed target and, the inverse scaling being monotone,
     maps to the median raw CTR. The model has a wide (linear) path on the bag next to the MLP,
     started from a closed-form ridge fit on the training rows (``training.wide_init``): the
-    trunk alone stayed about 0.02-0.03 AUC below that ridge (benchmarks/results/model_sweep_session3.json).
+    trunk alone stayed about 0.02-0.03 AUC below that ridge.
     With a group column a within-group ranking loss (weight 1, all pairs) lifts Upworthy's pairwise
-    accuracy by about 0.05 (benchmarks/results/rank_sweep_session4.json), and the ridge start is
+    accuracy by about 0.05, and the ridge start is
     fitted on the rows quasi-demeaned within their group by the random-effects share (``ridge_within``
-    "auto"), about +0.01-0.02 more (benchmarks/results/rank_sweep2_session4*.json); without a group
-    column neither is used.
+    "auto"), about +0.01-0.02 more; without a group column neither is used (the evidence:
+    "What was tried" in benchmarks/README.md).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
