@@ -61,8 +61,11 @@ _COMPLETE = ".complete"
 
 # Defaults for tests: fast group joins and failure detection on one machine.
 _BASE_CONFIG: dict[str, str] = {
+    # Topics a client touches before anyone created them get 4 partitions, as on the embedded broker
+    # (and the tests' TOPIC_PARTITIONS): after a restart with empty storage, a producer or the worker
+    # may recreate a topic before the test does, and the worker's assignment must still exist.
     "auto.create.topics.enable": "true",
-    "num.partitions": "1",
+    "num.partitions": "4",
     "group.initial.rebalance.delay.ms": "0",
     "group.min.session.timeout.ms": "1000",
     "offsets.topic.num.partitions": "5",
@@ -132,10 +135,11 @@ def kafka_jars(version: str = KAFKA_VERSION, *, cache: Path | None = None, pom: 
         return target
     if not pom.is_file():
         raise ApacheKafkaError(f"no {pom}: Apache Kafka mode runs from a source checkout")
+    mvn = _tool("mvn")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
     command = [
-        _tool("mvn"),
+        mvn,
         "-q",
         "-B",
         "-f",
