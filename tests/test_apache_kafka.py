@@ -131,6 +131,8 @@ def test_the_jvm_dies_with_its_parent(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
 
 
 def _state(pid: int) -> str:
