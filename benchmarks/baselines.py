@@ -12,7 +12,7 @@ Run as ``python -m benchmarks.baselines KIND`` with the scorer's environment var
     within=BATCH_MAX_WAIT_SECONDS)`` forwarding each batch through the producer's batch API
     (``stream.sink.BatchSink``), no decoding (issue 4's "bare faust batch forwarder").
 ``faust-batch-tuned``
-    the same forwarder on the scorer's tuned transport (``stream.transport.ScorerFaustApp``: configurable
+    the same forwarder on the scorer's tuned transport (``stream.faust_adapter.ScorerFaustApp``: configurable
     fetch wait, inline per-message hand-off): the framework floor of the scorer's design.
 ``scorer-inline``
     the scorer itself (``stream.app.build_app``) with its scoring executor replaced by one that runs
@@ -48,7 +48,6 @@ if __package__ in (None, ""):
 from stream.events import EventRejected, decode_event
 from stream.settings import StreamSettings
 from stream.sink import BatchSink, OutRecord
-from stream.transport import CommitGate
 
 KINDS = (
     "faust-single",
@@ -65,17 +64,34 @@ logger = logging.getLogger("benchmarks.baselines")
 def _faust_app(settings: StreamSettings, *, tuned: bool = False) -> Any:
     import faust
 
-    from stream.app import faust_kwargs
-    from stream.transport import ScorerFaustApp
+    from stream.app import adapter_config, faust_kwargs
+    from stream.faust_adapter import ScorerFaustApp
 
     kwargs = faust_kwargs(settings)
     kwargs.update(web_enabled=False, datadir=tempfile.mkdtemp(prefix="bench-faust-"))
     if not tuned:
         return faust.App(settings.scorer_app_id, **kwargs)
     app = ScorerFaustApp(settings.scorer_app_id, **kwargs)
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
-    app.commit_gate = CommitGate()
+    # the tuned transport (fetch wait, producer) under faust's own agent path: no batch topic
+    app.adapter_config = adapter_config(settings.model_copy(update={"input_topic": "bench-no-batch-topic"}))
+    app.hooks = _AgentPathHooks()
     return app
+
+
+class _AgentPathHooks:
+    """Commit hooks of the tuned transport when records go through a faust agent (no batches)."""
+
+    async def handle_batch(self, messages: Any) -> None:
+        raise AssertionError("no batch topic in this benchmark")
+
+    def commit_refusal(self) -> BaseException | None:
+        return None
+
+    async def verify_before_commit(self, offsets: Any) -> bool:
+        return True
+
+    def committed(self, offsets: Any) -> None:
+        return None
 
 
 class InlineExecutor(Executor):
@@ -94,13 +110,15 @@ def run_scorer_inline(settings: StreamSettings) -> None:
     from stream.app import build_app
     from stream.worker import make_worker
 
-    scorer = build_app(settings)
-    scorer._score_pool = InlineExecutor()  # type: ignore[assignment]
-    make_worker(scorer, loglevel="WARNING").execute_from_commandline()
+    worker = build_app(settings)
+    worker._score_pool = InlineExecutor()  # type: ignore[assignment]
+    make_worker(worker, loglevel="WARNING").execute_from_commandline()
 
 
 def run_faust(kind: str, settings: StreamSettings) -> None:
     import faust
+
+    from stream.faust_adapter import BrokerProbe, producer_client
 
     app = _faust_app(settings, tuned=kind == "faust-batch-tuned")
     source = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw")
@@ -119,7 +137,6 @@ def run_faust(kind: str, settings: StreamSettings) -> None:
                 await target.send(key=event.key, value=value)
 
     else:
-        gate = CommitGate()
         sinks: list[BatchSink] = []
 
         async def forward(stream: Any) -> None:
@@ -127,7 +144,8 @@ def run_faust(kind: str, settings: StreamSettings) -> None:
                 settings.batch_max_events, within=settings.batch_max_wait_seconds
             ):
                 if not sinks:
-                    sinks.append(BatchSink(app.producer._ensure_producer(), gate))
+                    producer = producer_client(app)
+                    sinks.append(BatchSink(producer, BrokerProbe.of_producer(producer)))
                 records = [OutRecord(e.message.key, e.message.value) for e in events]
                 await sinks[0].send(settings.output_topic, records)
 
@@ -142,6 +160,7 @@ async def run_aiokafka(kind: str, settings: StreamSettings) -> None:
 
     from artifact.registry import Registry
     from stream.events import encode_scores, event_time_seconds
+    from stream.faust_adapter import BrokerProbe
     from stream.metrics import ScorerMetrics
     from stream.scoring import BatchScorer, InRecord
 
@@ -171,7 +190,7 @@ async def run_aiokafka(kind: str, settings: StreamSettings) -> None:
     producer = AIOKafkaProducer(**client, acks="all", linger_ms=2)
     await producer.start()
     await consumer.start()
-    sink = BatchSink(producer, CommitGate())
+    sink = BatchSink(producer, BrokerProbe.of_producer(producer))
     max_bytes = settings.max_event_bytes
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -215,6 +215,7 @@ class Contender:
             web_host="127.0.0.1",
             web_port=self.port,
             log_level="INFO",
+            producer_idempotence=False,  # the benchmarks run on the embedded broker, which cannot do it
         )
         return {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT), **self.extra_env}
 

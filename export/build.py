@@ -251,7 +251,7 @@ def export_version(
         calibration=calibration,
         quality_threshold=trained.quality_threshold,
         label_rule=rule.rule if rule.threshold is None else f"{rule.rule} (threshold {rule.threshold:.6g})",
-        validation_metrics=evaluation.model_dump(exclude={"mode", "notice"}),
+        validation_metrics=evaluation.model_dump(exclude={"mode", "notice", "warnings"}),
         parity=parity,
         drift=drift,
         canaries=canaries,

@@ -15,7 +15,14 @@ from typing import Annotated
 
 import typer
 
-from headline_scorer.cli_common import LogOption, MappingOption, SetOption, TrainConfigOption, fail_cleanly
+from headline_scorer.cli_common import (
+    LogOption,
+    MappingOption,
+    SetOption,
+    TrainConfigOption,
+    fail_cleanly,
+    format_value,
+)
 from headline_scorer.cli_models import register as register_model_commands
 from headline_scorer.cli_stream import register as register_stream_commands
 from headline_scorer.logconfig import configure_logging
@@ -28,6 +35,32 @@ app = typer.Typer(
 )
 
 DataOption = Annotated[Path, typer.Option("--data", help="Input CSV file.")]
+
+
+def package_version() -> str:
+    """The installed distribution's version ("unknown" when run from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("headline-scorer")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"headline-scorer {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Real-time CTR and quality scoring of news headlines."""
 
 
 @app.command()
@@ -50,8 +83,9 @@ def train(
     from training.config_file import build_train_config
     from training.data import load_dataset
     from training.mapping import resolve_mapping
-    from training.run import ensure_trainable, run_training
+    from training.run import ensure_output_dir, ensure_trainable, run_training
 
+    ensure_output_dir(out)
     train_config = build_train_config(
         config, settings or (), {"epochs": epochs, "seed": seed}, resuming=resume is not None
     )
@@ -63,10 +97,14 @@ def train(
         typer.echo(f"inference-only: wrote predictions to {out / 'predictions.csv'}")
         return
     ev = outcome.evaluation
-    typer.echo(
-        f"trained: best epoch {outcome.result.best_epoch}, validation AUC {ev.quality_roc_auc}, "
-        f"MAE {ev.ctr_mae_normalized}; artifacts in {out}"
-    )
+    auc = format_value(ev.quality_roc_auc, 3)
+    if ev.quality_roc_auc_ci is not None:
+        auc += f" (95 % CI {format_value(ev.quality_roc_auc_ci, 3)})"
+    mae = format_value(ev.ctr_mae_normalized, 3)
+    if ev.ctr_mae_normalized_ci is not None:
+        mae += f" (95 % CI {format_value(ev.ctr_mae_normalized_ci, 3)})"
+    best = outcome.result.best_epoch
+    typer.echo(f"trained: best epoch {best}, validation AUC {auc}, MAE {mae}; artifacts in {out}")
 
 
 @app.command()
@@ -97,8 +135,10 @@ def evaluate(
         return
     typer.echo(dataset.summary.render())
     for key, value in result.model_dump().items():
+        if key == "warnings":
+            continue
         if value is not None:
-            typer.echo(f"{key:32s} {value}")
+            typer.echo(f"{key:32s} {format_value(value)}")
 
 
 @app.command()
@@ -116,7 +156,9 @@ def predict(
     from training.evaluate import write_predictions
     from training.mapping import resolve_mapping
     from training.predict import TrainedModel
+    from training.run import ensure_output_file
 
+    ensure_output_file(out)
     dataset = load_dataset(data, resolve_mapping(mapping))
     trained = TrainedModel.from_checkpoint(model)
     write_predictions(out, dataset, trained.predict(dataset.titles, dataset.categories))

@@ -32,6 +32,15 @@ SetOption = Annotated[
 ]
 
 
+def format_value(value: object, digits: int = 4) -> str:
+    """A metric for people: floats to ``digits`` significant digits, intervals as "lo to hi"."""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, tuple | list) and value and all(isinstance(v, float) for v in value):
+        return " to ".join(format_value(v, digits) for v in value)
+    return str(value)
+
+
 def fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
     """A deliberate error (:class:`HeadlineScorerError`) becomes one line on stderr and exit code 2."""
 

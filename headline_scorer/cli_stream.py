@@ -137,12 +137,9 @@ def worker(log_level: LogOption = None) -> None:
 
     settings = StreamSettings.from_env()
     configure_logging(log_level or settings.log_level)
-    from stream.topics import ensure_topics_sync
     from stream.worker import run_worker
 
-    if settings.create_topics:
-        ensure_topics_sync(settings)
-    run_worker(settings)
+    run_worker(settings)  # creates the topics first (CREATE_TOPICS)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,7 @@ import urllib.request
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -30,6 +31,9 @@ from rich.table import Table
 from artifact.errors import HeadlineScorerError
 from artifact.registry import Registry
 from headline_scorer import SAMPLE_DATA
+
+if TYPE_CHECKING:
+    from training.train import EpochRecord
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,22 @@ class DemoOutcome:
         return self.replay_done and self.scored + sum(self.dead_lettered.values()) >= self.sent
 
 
+class EpochProgress:
+    """Prints one short line per training epoch, so the demo is not silent while it trains."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.console = console
+        self.total = total
+        self.started = time.monotonic()
+
+    def __call__(self, record: EpochRecord) -> None:
+        self.console.print(
+            f"  epoch {record.epoch}/{self.total}: validation loss {record.val_loss:.4f}, "
+            f"accuracy {record.val_accuracy:.3f}, MAE {record.val_mae:.4f} "
+            f"({time.monotonic() - self.started:.0f} s)"
+        )
+
+
 def ensure_model(out: Path, epochs: int | None, console: Console) -> tuple[Registry, str]:
     """The demo registry's current version; trains on the sample and publishes one if there is none."""
     registry = Registry(out / "registry")
@@ -75,10 +95,13 @@ def ensure_model(out: Path, epochs: int | None, console: Console) -> tuple[Regis
     from training.run import run_training
     from training.train import TrainConfig
 
-    console.print("no model registered yet: training on the bundled sample")
     data = load_dataset(SAMPLE_DATA / "train.csv", SEED)
     config = TrainConfig() if epochs is None else TrainConfig(epochs=epochs)
-    run_training(data, out / "model", config)
+    console.print(
+        f"no model registered yet: training on the bundled sample ({len(data)} rows, up to {config.epochs} "
+        "epochs; early stopping may end sooner)"
+    )
+    run_training(data, out / "model", config, progress=False, on_epoch=EpochProgress(console, config.epochs))
     result = export_to_registry(out / "model" / "best.pt", data, registry)
     console.print(
         f"exported and published {result.version} ({result.seconds:.1f} s); "
@@ -177,6 +200,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
             web_port=port,
             scorer_app_id="headline-scorer-demo",
             scorer_data_dir=(config.out / "worker-state").resolve(),
+            producer_idempotence=False,  # the embedded broker cannot do it
         )
         ensure_topics_sync(settings)
         log_path = config.out / "worker.log"
@@ -239,10 +263,10 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
                 )
             console.print(
                 f"every event accounted for: {outcome.scored} scored, "
-                f"{sum(outcome.dead_lettered.values())} dead-lettered; metrics at {url}/metrics"
+                f"{sum(outcome.dead_lettered.values())} dead-lettered"
             )
             if config.serve:
-                console.print("serving; Ctrl-C stops the worker and the broker")
+                console.print(f"serving metrics at {url}/metrics; Ctrl-C stops the worker and the broker")
                 while worker.poll() is None:
                     time.sleep(0.5)
         except KeyboardInterrupt:
@@ -254,4 +278,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
                     worker.wait(30)
                 except subprocess.TimeoutExpired:
                     worker.kill()
+    if not config.serve:
+        console.print(
+            f"worker and broker stopped: the metrics were served at {url}/metrics while the demo ran "
+            "(--serve keeps them up)"
+        )
     return outcome

@@ -46,7 +46,9 @@ class StreamSettings(BaseSettings):
     dlq_topic: str = Field(default="headlines-dlq", min_length=1, max_length=249)
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
-    create_topics: bool = True  # False: never create topics (needs no Create ACL; a Job creates them)
+    # False: never create topics (needs no Create ACL; a Job creates them); the worker then refuses
+    # to start while one is missing
+    create_topics: bool = True
     model_registry: Path = Path("registry")
     # faust's local state directory; None: <system temp dir>/headline-scorer-<SCORER_APP_ID>
     scorer_data_dir: Path | None = None
@@ -64,6 +66,11 @@ class StreamSettings(BaseSettings):
     drift_window_seconds: float = Field(default=900.0, gt=0)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     broker_session_timeout_seconds: float = Field(default=10.0, gt=0)
+    # aiokafka's idempotent producer (acks=all always); the embedded broker cannot do it: set false there
+    producer_idempotence: bool = True
+    # /ready turns false when the broker has not answered, or processed events have waited for their
+    # commit, for longer than this
+    ready_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     log_level: LogLevel = "INFO"
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", "log_level", mode="before")

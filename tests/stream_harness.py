@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from artifact.registry import Registry
-from stream.asyncio_util import free_port
+from stream.asyncio_util import free_port, run_sync
 from stream.settings import StreamSettings
 from tests.export_support import _tempdir, sample_checkpoint, sample_data
 
@@ -45,6 +45,27 @@ class Topics:
     def unique(cls) -> Topics:
         tag = uuid.uuid4().hex[:8]
         return cls(f"headlines-{tag}", f"scores-{tag}", f"dlq-{tag}")
+
+
+@cache
+def supports_idempotence(bootstrap: str) -> bool:
+    """Whether the broker grants a producer id (Apache Kafka does; the embedded broker does not)."""
+
+    async def probe() -> bool:
+        from aiokafka.errors import KafkaError
+
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=True, request_timeout_ms=5000
+        )
+        try:
+            await asyncio.wait_for(producer.start(), 15)
+            return True
+        except (KafkaError, TimeoutError):
+            return False
+        finally:
+            await producer.stop()
+
+    return run_sync(probe())
 
 
 @dataclass
@@ -75,6 +96,7 @@ class WorkerProcess:
             reload_poll_seconds=0.5,
             commit_interval_seconds=0.5,
             log_level="INFO",
+            producer_idempotence=supports_idempotence(self.bootstrap),
         )
         return {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT), **self.extra_env}
 

@@ -250,3 +250,53 @@ def test_target_scaling_dict_round_trip() -> None:
 def test_target_scaling_validation(call: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --------------------------------------------------------------------------- held-out calibration
+
+
+def _overconfident(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    true_p = rng.uniform(0.05, 0.95, n)
+    labels = (rng.random(n) < true_p).astype(float)
+    return labels, 1.0 / (1.0 + np.exp(-3.0 * np.log(true_p / (1 - true_p)) - 0.5))
+
+
+def test_cross_fitted_probabilities_judge_each_row_by_a_fit_without_it() -> None:
+    from training.calibration import cross_fitted_probabilities
+
+    labels, probs = _overconfident(3, 400)
+    out = cross_fitted_probabilities(labels, probs, folds=2, seed=0)
+    assert out is not None and out.shape == probs.shape
+    # Each half's probabilities come from a calibrator fitted on the other half only: refitting on
+    # the rows a prediction was made for gives different numbers.
+    in_sample = PlattCalibrator.fit(labels, probs).apply(probs)
+    assert not np.allclose(out, in_sample)
+    # Recover the folds: for one of the two calibrators fitted on "the other half", the rows it
+    # judged are exactly reproduced.
+    rng = np.random.default_rng(0)
+    fold = np.empty(len(labels), dtype=int)
+    for cls in (0.0, 1.0):
+        rows = np.flatnonzero(labels == cls)
+        fold[rows] = rng.permutation(rows.size) % 2
+    for k in (0, 1):
+        judged = fold == k
+        expected = PlattCalibrator.fit(labels[~judged], probs[~judged]).apply(probs[judged])
+        np.testing.assert_allclose(out[judged], expected)
+
+
+def test_calibrate_reports_a_held_out_ece_or_none() -> None:
+    from training.calibration import cross_fitted_probabilities
+
+    labels, probs = _overconfident(4, 600)
+    _, report = calibrate(labels, probs)
+    assert report.ece_after_heldout is not None
+    held_out = cross_fitted_probabilities(labels, probs)
+    assert held_out is not None
+    assert report.ece_after_heldout == expected_calibration_error(labels, held_out)
+    # Judged on rows it never saw, calibration is no better than on the rows it was fitted on, here.
+    assert report.ece_after_heldout >= report.ece_after - 0.01
+    assert report.to_dict()["ece_after_heldout"] == report.ece_after_heldout
+    # One positive row cannot be split across two folds: no held-out figure, and no error.
+    _, tiny = calibrate([1.0] + [0.0] * 9, np.linspace(0.1, 0.9, 10))
+    assert tiny.ece_after_heldout is None

@@ -28,6 +28,7 @@ ARTIFACTS = {
     "ctr_scatter.png",
     "predictions.csv",
     "metrics.json",
+    "reliability.png",
 }
 CORE_METRICS = ("ctr_mae_normalized", "ctr_spearman", "quality_roc_auc", "quality_f1", "quality_ece")
 PAIRWISE_METRICS = (
@@ -121,6 +122,36 @@ def _inference_only_without_resume(tmp: Path, sample: Path) -> tuple[list[str | 
     return args, "no target column, so nothing to train on; pass --resume CHECKPOINT"
 
 
+def _out_is_a_file(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:
+    out = tmp / "taken"
+    out.write_text("not a directory", encoding="utf-8")
+    args: list[str | Path] = ["train", "--data", sample / "train.csv", "--out", out]
+    return args, f"{out}: exists and is not a directory"
+
+
+def _predict_out_is_a_directory(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:
+    args: list[str | Path] = ["predict", "--model", tmp, "--data", sample / "inference.csv", "--out", tmp]
+    return args, f"{tmp}: is a directory; expected a file path"
+
+
+def _data_is_a_directory(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:
+    return ["train", "--data", sample, "--out", tmp / "run"], f"{sample}: is a directory; expected a CSV file"
+
+
+def _semicolon_separated(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:
+    data = tmp / "semicolons.csv"
+    data.write_text("id;post_title;category_name;Normalized URL CTR\n1;a;News;0.5\n", encoding="utf-8")
+    args: list[str | Path] = ["train", "--data", data, "--out", tmp / "run"]
+    return args, "the header looks semicolon-separated (3 semicolons): expected comma-separated values"
+
+
+def _tab_separated_with_commas_in_titles(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:
+    data = tmp / "tabs.csv"
+    data.write_text("id\tpost_title\tcategory_name\n1\ta, b\tNews\n2\tc, d, e\tNews\n", encoding="utf-8")
+    args: list[str | Path] = ["predict", "--model", tmp, "--data", data, "--out", tmp / "p.csv"]
+    return args, "the header looks tab-separated (2 tabs): expected comma-separated values"
+
+
 ErrorCase = Callable[[Path, Path], tuple[list[str | Path], str]]
 ERROR_CASES: list[ErrorCase] = [
     _missing_file,
@@ -130,7 +161,20 @@ ERROR_CASES: list[ErrorCase] = [
     _bad_mapping_name,
     _bad_mapping_file,
     _unparsable_csv,
+    _out_is_a_file,
+    _predict_out_is_a_directory,
+    _data_is_a_directory,
+    _semicolon_separated,
+    _tab_separated_with_commas_in_titles,
 ]
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0, explain(result)
+    assert result.stdout == f"headline-scorer {version('headline-scorer')}\n"
 
 
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c.__name__.strip("_"))
@@ -220,6 +264,15 @@ def _section(report: str, title: str) -> str:
 def test_train_writes_every_artifact(seed_run: Run, sample_dir: Path) -> None:
     assert {p.name for p in seed_run.out.iterdir()} >= ARTIFACTS
     assert "trained: best epoch" in seed_run.result.stdout
+    # Figures rounded for people: "validation AUC 0.612 (95 % CI 0.541 to 0.68), MAE 0.0987 (...)".
+    outcome = re.search(
+        r"validation AUC (\d\.\d{1,3}) \(95 % CI (\d\.\d{1,3}) to (\d\.\d{1,3})\), "
+        r"MAE (0\.\d{1,4}) \(95 % CI",
+        seed_run.result.stdout,
+    )
+    assert outcome, seed_run.result.stdout
+    low, auc, high = float(outcome[2]), float(outcome[1]), float(outcome[3])
+    assert low <= auc <= high
     assert str(seed_run.out) in seed_run.result.stdout
     # The validation summary goes to stderr, keeping stdout for the outcome.
     summary = load_dataset(sample_dir / "train.csv", SEED).summary.render()
@@ -247,11 +300,18 @@ def test_train_writes_every_artifact(seed_run: Run, sample_dir: Path) -> None:
         "Quality ROC AUC",
         "Quality F1 at the chosen threshold",
         "Quality accuracy at the chosen threshold",
-        "Quality ECE, calibrated",
+        "Quality ECE, calibrated (on the rows the calibrator was fitted on)",
+        "Quality ECE, calibrated, cross-fitted (held-out rows)",
         "Quality ECE, uncalibrated",
+        "Quality balanced accuracy at the chosen threshold",
+        "Majority-class accuracy (always the commoner label)",
         "Label balance (positive share)",
     ):
-        assert re.search(rf"^\| {re.escape(label)} \| -?\d+\.\d+ \|$", metrics, re.MULTILINE), label
+        assert re.search(rf"^\| {re.escape(label)} \| -?\d+\.\d+ \|[^|]*\|$", metrics, re.MULTILINE), label
+    auc_row = re.search(
+        r"^\| Quality ROC AUC \| (\d\.\d+) \| (\d\.\d+) to (\d\.\d+) \|$", metrics, re.MULTILINE
+    )
+    assert auc_row and float(auc_row[2]) <= float(auc_row[1]) <= float(auc_row[3]), metrics
     assert "(metric_curves.png)" in report and "(ctr_scatter.png)" in report
     highlights = _section(report, "Highlights")
     assert "Quality label: normalized CTR above the training median" in highlights, highlights
@@ -266,6 +326,26 @@ def test_train_writes_every_artifact(seed_run: Run, sample_dir: Path) -> None:
     assert saved["validation"]["mode"] == "evaluate"
     assert all(number(saved["validation"][key]) for key in CORE_METRICS)
     assert saved["data"]["rows_read"] == 1200
+    # The baselines are judged on the model's validation rows: the training-mean baseline's MAE is
+    # the evaluation's "predicting the training mean" figure, computed separately.
+    baselines = {b["name"]: b for b in saved["baselines"]}
+    assert set(baselines) == {"training mean", "TF-IDF ridge (CTR)", "TF-IDF logistic (quality)"}
+    assert baselines["training mean"]["ctr_mae_normalized"] == pytest.approx(
+        saved["validation"]["ctr_mae_baseline_normalized"], abs=1e-12
+    )
+    assert 0.0 < baselines["TF-IDF logistic (quality)"]["quality_roc_auc"] < 1.0
+    assert "## Baselines (same validation rows)" in report
+    validation = saved["validation"]
+    assert (
+        validation["quality_roc_auc_ci_low"]
+        <= validation["quality_roc_auc"]
+        <= validation["quality_roc_auc_ci_high"]
+    )
+    low, high = validation["ctr_mae_normalized_ci_low"], validation["ctr_mae_normalized_ci_high"]
+    assert low <= validation["ctr_mae_normalized"] <= high
+    assert number(saved["calibration"]["ece_after_heldout"])
+    assert "cross-fitted" in report and "on the rows it was fitted on" in report
+    assert saved["validation"]["warnings"] == []  # the sample's label and prediction are balanced
 
 
 @pytest.mark.slow
@@ -282,6 +362,28 @@ def test_evaluate_json(seed_run: Run, sample_dir: Path) -> None:
     assert 0.5 < metrics["quality_roc_auc"] <= 1.0
     assert 0.0 <= metrics["quality_ece"] <= 1.0
     assert all(metrics[key] is None for key in PAIRWISE_METRICS)  # no group column in the seed layout
+    # The training file itself: the checkpoint's fingerprint matches and the output says so.
+    warning = "is the file this model was trained on (same sha256)"
+    assert any(warning in w for w in metrics["warnings"]), metrics["warnings"]
+    assert warning in result.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_warns_about_rows_the_model_trained_on(
+    seed_run: Run, sample_dir: Path, tmp_path: Path
+) -> None:
+    # Another file (a different sha256) that holds the training rows and a few new ones.
+    source = pd.read_csv(sample_dir / "train.csv", dtype=str)
+    mixed = tmp_path / "mixed.csv"
+    source.iloc[:50].to_csv(mixed, index=False)
+    result = invoke("evaluate", "--model", seed_run.out, "--data", mixed)
+    assert result.exit_code == 0, explain(result)
+    trained = int(re.search(r"(\d+) of the 50 rows have a title the model was trained on", result.stderr)[1])  # type: ignore[index]
+    assert 0 < trained <= 50
+    # Human output: floats rounded to 4 significant digits, intervals as "lo to hi".
+    auc = re.search(r"^quality_roc_auc\s+(\S+)$", result.stdout, re.MULTILINE)
+    assert auc and len(auc[1].lstrip("0.")) <= 4, result.stdout
+    assert re.search(r"^quality_roc_auc_ci_low\s+0\.\d{1,4}$", result.stdout, re.MULTILINE), result.stdout
 
 
 @pytest.mark.slow

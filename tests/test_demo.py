@@ -25,3 +25,7 @@ def test_demo_trains_publishes_serves_and_accounts_for_every_event(tmp_path: Pat
     text = console.export_text()
     assert "every event accounted for" in text
     assert "/metrics" in text
+    assert "epoch 1/2: validation loss" in text and "epoch 2/2: validation loss" in text
+    # The last line does not offer an address that is already closed.
+    last = " ".join(text.split()).rsplit("every event accounted for", 1)[1]
+    assert "the metrics were served at http://127.0.0.1:" in last and last.endswith("(--serve keeps them up)")

@@ -84,6 +84,12 @@ def test_rule_unit_tests_pass(promtool: str) -> None:
             "HeadlineScorerCommitsStalled",
         ),
         ("for: 10m", "for: 30m", "HeadlineScorerConsumerLagGrowing"),
+        (
+            '(headline_scorer_ready{job="headline-scorer"}) == 0',
+            '(headline_scorer_ready{job="headline-scorer"}) == 1',
+            "HeadlineScorerNotReady",
+        ),
+        ("for: 3m", "for: 10m", "HeadlineScorerNotReady"),
     ],
 )
 def test_rule_unit_tests_catch_a_wrong_rule(
@@ -135,6 +141,9 @@ def test_the_required_alerts_exist() -> None:
     assert "headline_scorer_model_reload_failures_total" in by_name["HeadlineScorerModelReloadFailed"]["expr"]
     assert by_name["HeadlineScorerWorkerDown"]["expr"] == 'up{job="headline-scorer"} == 0'
     assert "headline_scorer_seconds_since_last_commit" in by_name["HeadlineScorerCommitsStalled"]["expr"]
+    not_ready = by_name["HeadlineScorerNotReady"]
+    assert "headline_scorer_ready" in not_ready["expr"] and not_ready["expr"].endswith("== 0")
+    assert not_ready["for"] == "3m"
 
 
 def test_rules_read_only_contract_metrics() -> None:

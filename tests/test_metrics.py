@@ -165,9 +165,25 @@ def test_threshold_is_inclusive() -> None:
 # --------------------------------------------------------------------------- choose_threshold
 
 
-def _reference_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
-    candidates = sorted({*probs.tolist(), 0.5})
-    scores = [_f1(labels, probs, t) for t in candidates]
+def _youden(labels: np.ndarray, probs: np.ndarray, threshold: float) -> float:
+    predicted = probs >= threshold
+    positive = labels == 1
+    return float(np.mean(predicted[positive]) - np.mean(predicted[~positive]))
+
+
+def _in_band(labels: np.ndarray, probs: np.ndarray, threshold: float) -> bool:
+    base = float(np.mean(labels))
+    share = float(np.mean(probs >= threshold))
+    return min(0.05, base / 2) <= share <= max(0.95, (1 + base) / 2)
+
+
+def _reference_threshold(labels: np.ndarray, probs: np.ndarray, objective: str) -> float:
+    """Brute force: best score among candidates whose predicted positive share is in the band."""
+    score = _f1 if objective == "f1" else _youden
+    candidates = [t for t in sorted({*probs.tolist(), 0.5}) if _in_band(labels, probs, t)]
+    if not candidates:
+        return float(np.quantile(probs, 1 - np.mean(labels), method="higher"))
+    scores = [score(labels, probs, t) for t in candidates]
     best = max(scores)
     tied = [t for t, s in zip(candidates, scores, strict=True) if math.isclose(s, best, rel_tol=1e-12)]
     return float(min(tied, key=lambda t: (abs(t - 0.5), t)))
@@ -175,15 +191,16 @@ def _reference_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("ties", [False, True])
-def test_choose_threshold_maximises_f1(seed: int, ties: bool) -> None:
+@pytest.mark.parametrize("objective", ["youden", "f1"])
+def test_choose_threshold_maximises_its_objective(seed: int, ties: bool, objective: str) -> None:
     labels, probs = _binary_data(seed, 200, ties=ties)
-    threshold = choose_threshold(labels, probs)
+    threshold = choose_threshold(labels, probs, objective)  # type: ignore[arg-type]
     assert 0.0 <= threshold <= 1.0
-    chosen_f1 = _f1(labels, probs, threshold)
-    assert chosen_f1 >= _f1(labels, probs, 0.5)
-    grid = np.linspace(0.0, 1.0, 201)
-    assert chosen_f1 >= max(_f1(labels, probs, t) for t in grid) - 1e-12
-    assert threshold == _reference_threshold(labels, probs)
+    score = _f1 if objective == "f1" else _youden
+    chosen = score(labels, probs, threshold)
+    grid = [t for t in np.linspace(0.0, 1.0, 201) if _in_band(labels, probs, t)]
+    assert chosen >= max(score(labels, probs, t) for t in grid) - 1e-12
+    assert threshold == _reference_threshold(labels, probs, objective)
 
 
 @settings(max_examples=60, deadline=None)
@@ -192,17 +209,17 @@ def test_choose_threshold_maximises_f1(seed: int, ties: bool) -> None:
         st.tuples(st.sampled_from([0, 1]), st.sampled_from([0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0])),
         min_size=2,
         max_size=25,
-    )
+    ),
+    st.sampled_from(["youden", "f1"]),
 )
-def test_choose_threshold_property(rows: list[tuple[int, float]]) -> None:
+def test_choose_threshold_property(rows: list[tuple[int, float]], objective: str) -> None:
     labels = np.array([r[0] for r in rows])
     probs = np.array([r[1] for r in rows])
-    threshold = choose_threshold(labels, probs)
+    threshold = choose_threshold(labels, probs, objective)  # type: ignore[arg-type]
     if len(set(labels.tolist())) < 2:
         assert threshold == 0.5
     else:
-        assert threshold == _reference_threshold(labels, probs)
-        assert _f1(labels, probs, threshold) >= _f1(labels, probs, 0.5)
+        assert threshold == _reference_threshold(labels, probs, objective)
 
 
 def test_choose_threshold_prefers_half_when_tied() -> None:

@@ -11,8 +11,8 @@ import faust
 import pytest
 
 from stream.app import build_app, faust_kwargs
+from stream.faust_adapter import ScorerFaustApp
 from stream.settings import StreamSettings
-from stream.transport import ScorerFaustApp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,16 +26,19 @@ def test_build_app_carries_the_settings_into_faust(tmp_path: Path) -> None:
         scorer_app_id="scorer-x",
         web_port=7777,
     )
-    scorer = build_app(settings)
-    app = scorer.app
+    worker = build_app(settings)
+    app = worker.faust_app
     assert isinstance(app, ScorerFaustApp)
     assert app.conf.id == "scorer-x"
     assert [str(url) for url in app.conf.broker] == ["kafka://k1:9092", "kafka://k2:9093"]
     assert app.conf.broker_commit_interval == 0.5
     assert app.conf.web_port == 7777
-    assert app.fetch_max_wait_ms == 25
-    assert scorer.holder.model is None  # nothing loaded until the worker starts
-    assert scorer.health.ready() == (False, "no model loaded")
+    assert app.adapter_config.fetch_max_wait_ms == 25
+    assert app.adapter_config.batch_topic == settings.input_topic
+    assert app.adapter_config.producer_idempotence is True  # on unless PRODUCER_IDEMPOTENCE=false
+    assert app.hooks is worker
+    assert worker.holder.model is None  # nothing loaded until the worker starts
+    assert worker.health.ready() == (False, "no model loaded")
 
 
 def test_sasl_settings_become_faust_credentials(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ ENV_VARS = [
     "DRIFT_WINDOW_SECONDS",
     "COMMIT_INTERVAL_SECONDS",
     "BROKER_SESSION_TIMEOUT_SECONDS",
+    "PRODUCER_IDEMPOTENCE",
+    "READY_TIMEOUT_SECONDS",
     "LOG_LEVEL",
 ]
 PASSWORD = "pa55-w0rd-that-must-not-leak"
@@ -72,6 +74,7 @@ def test_defaults_match_the_contract() -> None:
     assert (s.onnx_intra_op_threads, s.onnx_rows_per_call, s.reload_poll_seconds) == (1, ROWS_PER_CALL, 2.0)
     assert (s.drift_window_events, s.drift_window_seconds) == (5000, 900)
     assert (s.commit_interval_seconds, s.broker_session_timeout_seconds, s.log_level) == (1.0, 10, "INFO")
+    assert (s.producer_idempotence, s.create_topics, s.ready_timeout_seconds) == (True, True, 10.0)
     assert s.kafka_security_kwargs() == {"security_protocol": "PLAINTEXT"}
     assert s.ssl_context() is None
     assert s.scorer_data_dir is None

@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 
 from artifact.registry import CURRENT_FILE, Registry, atomic_write_text
 from artifact.runtime import ROWS_PER_CALL, ScoreBatch, ScoringModel, load_model
-from stream.health import Health
 from stream.metrics import ScorerMetrics
 from stream.reload import ModelHolder
 from stream.scoring import BatchScorer, InRecord
@@ -172,25 +171,6 @@ def test_model_holder_loads_with_the_configured_threads_and_rows_per_call(
 def test_model_holder_without_any_version_waits(tmp_path: Path) -> None:
     holder = ModelHolder(Registry(tmp_path / "empty"), ScorerMetrics(CollectorRegistry()))
     assert holder.poll() is False and holder.model is None
-
-
-def test_health_ready_and_live() -> None:
-    clock = FakeClock()
-    health = Health(clock=clock, stall_seconds=30)
-    assert health.ready() == (False, "no model loaded")
-    health.model_loaded = True
-    assert health.ready() == (False, "no partitions assigned")
-    health.partitions_assigned = 2
-    assert health.ready() == (True, "ok")
-    assert health.live()[0]
-    clock.now += 10
-    health.processed()  # processed, not yet committed: fine for a while
-    clock.now += 25
-    assert health.live()[0] is False  # heartbeat 35 s old
-    health.heartbeat()
-    assert health.live() == (False, "processed events not committed for 35 s")
-    health.committed()
-    assert health.live() == (True, "ok")
 
 
 def test_partitioning_is_stable_and_spreads_keys() -> None:

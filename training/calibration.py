@@ -131,23 +131,72 @@ class PlattCalibrator:
         return cls(a=data["a"], b=data["b"])
 
 
+#: Folds of the cross-fitted ECE (each fold is judged by a calibrator fitted on the others).
+CROSS_FIT_FOLDS = 2
+
+
 @dataclass(frozen=True, slots=True)
 class CalibrationReport:
-    """ECE of the probabilities before and after calibration, on the fitting rows."""
+    """ECE of the probabilities before and after calibration.
+
+    ``ece_after`` is measured on the rows the calibrator was fitted on (optimistic);
+    ``ece_after_heldout`` is cross-fitted: the rows are split into folds (stratified by label),
+    each fold calibrated by a calibrator fitted on the other folds, and the ECE taken over the
+    pooled out-of-fold probabilities. ``None`` when a fold would hold a single class.
+    """
 
     ece_before: float
     ece_after: float
     n: int
+    ece_after_heldout: float | None = None
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {
+            "ece_before": self.ece_before,
+            "ece_after": self.ece_after,
+            "ece_after_heldout": self.ece_after_heldout,
+            "n": self.n,
+        }
+
+
+def cross_fitted_probabilities(
+    labels: ArrayLike, probs: ArrayLike, folds: int = CROSS_FIT_FOLDS, seed: int = 0
+) -> FloatArray | None:
+    """Out-of-fold calibrated probabilities: each row calibrated by a fit on the other folds.
+
+    Folds are drawn per label class (stratified) with ``seed``. ``None`` when some training
+    part would hold a single class (too few rows of one class).
+    """
+    y = as_labels("labels", labels)
+    p = as_probabilities("probs", probs)
+    n = check_same_length(labels=y, probs=p)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds: expected an integer >= 2, got {folds!r}")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(n, dtype=np.int64)
+    for cls in (0.0, 1.0):
+        rows = np.flatnonzero(y == cls)
+        if rows.size < folds:
+            return None
+        fold[rows] = rng.permutation(rows.size) % folds
+    out = np.empty(n)
+    for k in range(folds):
+        judged = fold == k
+        out[judged] = PlattCalibrator.fit(y[~judged], p[~judged]).apply(p[judged])
+    return out
 
 
 def calibrate(
     labels: ArrayLike, probs: ArrayLike, n_bins: int = 10
 ) -> tuple[PlattCalibrator, CalibrationReport]:
-    """Fit a ``PlattCalibrator`` on these rows and report ECE before/after on the same rows."""
+    """Fit a ``PlattCalibrator`` on these rows; report ECE before, after (same rows) and cross-fitted."""
     y = as_labels("labels", labels)
     p = as_probabilities("probs", probs)
     n = check_same_length(labels=y, probs=p)
     ece_before = expected_calibration_error(y, p, n_bins=n_bins)
     calibrator = PlattCalibrator.fit(y, p)
     ece_after = expected_calibration_error(y, calibrator.apply(p), n_bins=n_bins)
-    return calibrator, CalibrationReport(ece_before=ece_before, ece_after=ece_after, n=n)
+    held_out = cross_fitted_probabilities(y, p)
+    ece_heldout = None if held_out is None else expected_calibration_error(y, held_out, n_bins=n_bins)
+    report = CalibrationReport(ece_before=ece_before, ece_after=ece_after, n=n, ece_after_heldout=ece_heldout)
+    return calibrator, report

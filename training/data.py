@@ -167,6 +167,8 @@ class HeadlineData:
 
 
 def _read_text(path: Path) -> tuple[str, str]:
+    if path.is_dir():
+        raise CsvReadError(f"{path}: is a directory; expected a CSV file")
     if not path.is_file():
         raise CsvReadError(f"{path}: file not found")
     data = path.read_bytes()
@@ -286,6 +288,16 @@ def _whole_numbers(
         )
 
 
+def separator_hint(text: str) -> str:
+    """ "; the file looks semicolon-separated ..." when the header has more ';' or tabs than commas."""
+    header = text.split("\n", 1)[0]
+    counts = {"semicolon": header.count(";"), "tab": header.count("\t")}
+    name, count = max(counts.items(), key=lambda item: item[1])
+    if count == 0 or count <= header.count(","):
+        return ""
+    return f"; the header looks {name}-separated ({count} {name}s): expected comma-separated values"
+
+
 def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
     """Read and validate ``path`` through ``mapping``; raise a typed error on bad input."""
     path = Path(path)
@@ -294,7 +306,8 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False, engine="c")
     except (pd.errors.ParserError, csv.Error) as exc:
         # pandas' tokenizer messages end with a newline: keep the error on one line.
-        raise CsvReadError(f"{path}: cannot parse as CSV ({' '.join(str(exc).split())})") from exc
+        detail = " ".join(str(exc).split())
+        raise CsvReadError(f"{path}: cannot parse as CSV ({detail}){separator_hint(text)}") from exc
     except pd.errors.EmptyDataError as exc:
         raise CsvReadError(f"{path}: the file is empty; expected a header row and data rows") from exc
     rows_read = len(frame)
@@ -307,6 +320,7 @@ def load_dataset(path: str | Path, mapping: ColumnMapping) -> HeadlineData:
         raise CsvValidationError(
             f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
             f"required by mapping {mapping.name!r}; the file has {', '.join(map(repr, frame.columns))}"
+            f"{separator_hint(text) if len(frame.columns) == 1 else ''}"
         )
 
     notes: list[str] = []
