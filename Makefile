@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast lint typecheck unit install clean bench lock
+.PHONY: demo test test-fast test-kafka lint typecheck unit install clean bench lock
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q -m "$(FAST_MARKERS)"
+
+# Every Kafka and fault test against Apache Kafka 4.x instead of the embedded broker, plus the
+# 3-broker cluster faults (needs java 17+, and mvn with access to Maven Central on first use; the
+# jars are cached in ~/.cache/headline-scorer). KAFKA_BOOTSTRAP_SERVERS=... uses an existing cluster.
+test-kafka: $(STAMP)
+	KAFKA_BROKER=apache $(BIN)/pytest -m "kafka or faults"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --update-readme

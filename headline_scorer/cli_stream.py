@@ -20,10 +20,20 @@ from headline_scorer.logconfig import configure_logging
 
 def broker(
     port: Annotated[int | None, typer.Option("--port", help="TCP port (default: a free one).")] = None,
+    apache: Annotated[
+        bool, typer.Option("--apache", help="Apache Kafka (KRaft, fetched with Maven) instead of Tansu.")
+    ] = False,
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="Apache Kafka nodes (with --apache).")] = 1,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="Apache Kafka's logs (default: a temporary directory).")
+    ] = None,
     log_level: LogOption = None,
 ) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C or SIGTERM."""
+    """Run a broker until Ctrl-C or SIGTERM: the embedded one (Tansu, memory storage) or Apache Kafka."""
     configure_logging(log_level or "WARNING")
+    if apache:
+        _apache_broker(nodes, log_dir, port)
+        return
     from headline_scorer.embedded_broker import BrokerError, EmbeddedBroker
 
     embedded = EmbeddedBroker(port)
@@ -49,6 +59,28 @@ def broker(
     raise BrokerError(
         f"the embedded broker on {embedded.bootstrap} exited unexpectedly (log {embedded.log_path})"
     )
+
+
+def _apache_broker(nodes: int, log_dir: Path | None, port: int | None) -> None:
+    from headline_scorer.apache_kafka import apache_kafka
+
+    if port is not None:
+        raise typer.BadParameter("--port is for the embedded broker; Apache Kafka takes free ports")
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C
+    try:
+        with apache_kafka(nodes, log_dir=log_dir) as kafka:
+            typer.echo(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}")
+            typer.echo(
+                f"Apache Kafka, {nodes} node(s), logs in {kafka.log_dir}; Ctrl-C or SIGTERM stops it",
+                err=True,
+            )
+            while True:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        typer.echo("stopping Apache Kafka", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def replay(

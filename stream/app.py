@@ -245,10 +245,15 @@ class ScorerWorker:
         revoked = self._lag_series - held
         if revoked:  # partitions moved to another worker: their lag is not ours to report
             self.metrics.forget_partitions(revoked)
+            for key in revoked:  # if they come back, another worker may have moved them on
+                self._last_offsets.pop(key, None)
         self._lag_series = held
         for tp in assignment:
             highwater = consumer.highwater(tp)
             last = self._last_offsets.get((tp.topic, tp.partition))
+            if last is None:  # nothing processed here yet: the group's committed offset is the position
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                last = committed - 1 if committed else None
             if highwater is None or highwater < 0:
                 continue
             # lag = records after the last processed one; the embedded broker's high

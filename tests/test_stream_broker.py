@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -83,9 +83,15 @@ def test_ensure_topics_is_idempotent(kafka_bootstrap: str, kafka_client_kwargs: 
     assert run_sync(create_topics(kafka_client_kwargs, [TopicSpec(names[0], 2), extra])) == [extra.name]
 
 
-def test_restart_on_the_same_port(
-    embedded_broker: EmbeddedBroker, read_topic: Callable[..., list[Any]]
-) -> None:
+@pytest.fixture
+def tansu() -> Iterator[EmbeddedBroker]:
+    """An embedded broker itself (``embedded_broker`` is Apache Kafka with ``KAFKA_BROKER=apache``)."""
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+def test_restart_on_the_same_port(tansu: EmbeddedBroker, read_topic: Callable[..., list[Any]]) -> None:
+    embedded_broker = tansu
     kwargs = {"bootstrap_servers": embedded_broker.bootstrap}
     run_sync(create_topics(kwargs, [TopicSpec("before", 1)]))
     port, pid = embedded_broker.port, embedded_broker.pid
