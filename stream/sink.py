@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
 
+from artifact.errors import HeadlineScorerError
 from stream.faust_adapter import CommitRefusedError, TopicState
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,13 @@ class DeliveryFailedError(CommitRefusedError):
 
 class UnstoredOutputError(CommitRefusedError):
     """The broker acknowledged outputs that it does not hold (missing topic, rewound partition)."""
+
+
+class EndOffsetUnknownError(HeadlineScorerError):
+    """The broker gave no end offset for a partition now (no leader, or a partition error).
+
+    Not a :class:`CommitRefusedError`: nothing is proven lost, the commit is only postponed.
+    """
 
 
 class OutputTopicMissingError(UnstoredOutputError):
@@ -152,7 +160,15 @@ class DeliveryLedger:
         problem = await self._check_topics(probe, {t for t, _ in snapshot}, partitions)
         if problem is None:
             ends = await probe.end_offsets(sorted(snapshot))
-            short = {tp: (off, ends.get(tp, -1)) for tp, off in snapshot.items() if ends.get(tp, -1) <= off}
+            unknown = sorted(tp for tp in snapshot if ends.get(tp, -1) < 0)
+            if unknown:
+                # no leader or an error for the partition (a leader moving between brokers): the
+                # broker proved nothing either way, so this commit waits for the next try
+                topic, part = unknown[0]
+                raise EndOffsetUnknownError(
+                    f"{topic}[{part}] has no end offset now ({len(unknown)} partitions without one)"
+                )
+            short = {tp: (off, ends[tp]) for tp, off in snapshot.items() if ends[tp] <= off}
             if short:
                 (topic, part), (off, end) = sorted(short.items())[0]
                 problem = (

@@ -10,7 +10,13 @@ import pytest
 
 from stream.faust_adapter import TopicState
 from stream.health import Health
-from stream.sink import DeliveryFailedError, DeliveryLedger, OutputTopicMissingError, UnstoredOutputError
+from stream.sink import (
+    DeliveryFailedError,
+    DeliveryLedger,
+    EndOffsetUnknownError,
+    OutputTopicMissingError,
+    UnstoredOutputError,
+)
 
 
 class FakeClock:
@@ -251,5 +257,22 @@ def test_an_unreachable_broker_proves_nothing_and_decides_nothing() -> None:
         assert ledger.failure is None and ledger.unverified == {("scores", 0): 5}
         await ledger.verify(FakeBroker({"scores": 4}, {("scores", 0): 6}), {"scores": 4})  # back
         assert ledger.unverified == {}
+
+    asyncio.run(run())
+
+
+def test_a_partition_without_an_end_offset_postpones_the_commit_and_latches_nothing() -> None:
+    async def run() -> None:
+        ledger = DeliveryLedger()
+        _acked(ledger, "scores", 0, 5)
+        _acked(ledger, "scores", 1, 2)
+        await _settle()
+        moving = FakeBroker({"scores": 4}, {("scores", 0): 6})  # scores[1]: leader moving, no offset
+        with pytest.raises(EndOffsetUnknownError, match=r"scores\[1\] has no end offset"):
+            await ledger.verify(moving, {"scores": 4})
+        assert ledger.failure is None
+        assert ledger.unverified == {("scores", 0): 5, ("scores", 1): 2}  # still to be proven
+        await ledger.verify(FakeBroker({"scores": 4}, {("scores", 0): 6, ("scores", 1): 3}), {"scores": 4})
+        assert ledger.unverified == {} and ledger.failure is None
 
     asyncio.run(run())
