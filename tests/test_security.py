@@ -275,11 +275,12 @@ class FakeSaslBroker:
 _FAUST_ONLY = (
     "from headline_scorer.logconfig import configure_logging\n"
     "from stream.settings import StreamSettings\n"
-    "from stream.worker import run_worker\n"
+    "from stream.app import build_app\n"
+    "from stream.worker import make_worker\n"
     "settings = StreamSettings.from_env()\n"
     "configure_logging(settings.log_level)\n"
-    "run_worker(settings)\n"
-)
+    "make_worker(build_app(settings), loglevel=settings.log_level).execute_from_commandline()\n"
+)  # faust's own start-up (run_worker first creates the topics with the admin client)
 
 
 @pytest.mark.slow
