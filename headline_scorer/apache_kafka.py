@@ -627,8 +627,18 @@ class ApacheKafkaCluster(_Processes):
 
     def partitions(self, topic: str) -> dict[int, Any]:
         """``partition -> metadata`` (``leader``, ``replicas``, ``isr``) of ``topic``, from the admin API."""
-        _, found = run_sync(_describe_cluster(self.live_bootstrap(), 10.0))
-        return {p: meta for (t, p), meta in found.items() if t == topic}
+        # right after a kill the client's metadata may still name the dead node and send the request
+        # there (NodeNotReadyError): ask again until the cluster's metadata has moved on
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                _, found = run_sync(_describe_cluster(self.live_bootstrap(), 10.0))
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    raise ApacheKafkaError(f"cannot describe the topics of the cluster: {exc!r}") from exc
+                time.sleep(0.5)
+                continue
+            return {p: meta for (t, p), meta in found.items() if t == topic}
 
     def leader(self, topic: str, partition: int) -> int:
         """Node id of the leader of ``topic[partition]`` (raises when it has none)."""
