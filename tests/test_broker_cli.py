@@ -77,9 +77,16 @@ def test_the_broker_process_stops_with_the_command(sig: signal.Signals) -> None:
     broker_pid = None
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline()
-        match = re.search(r"embedded broker pid (\d+) on 127\.0\.0\.1:\d+", line)
-        assert match, line
+        # the client's connection errors while the broker starts may be logged before the pid line
+        lines: list[str] = []
+        match = None
+        while match is None and len(lines) < 50:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            match = re.search(r"embedded broker pid (\d+) on 127\.0\.0\.1:\d+", line)
+        assert match, "".join(lines)
         broker_pid = int(match[1])
         assert not gone(broker_pid)
         proc.send_signal(sig)
