@@ -177,6 +177,7 @@ def test_inconsistent_checkpoints_name_their_source(tmp_path: Path) -> None:
         Checkpoint.load(tmp_path / "bad.pt")
 
 
+@pytest.mark.slow
 def test_a_progress_snapshot_stays_put_and_saves_like_the_live_state(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = DualHeadModel(ModelConfig(n_features=5, n_categories=2, n_numeric=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from headline_scorer.demo import EpochProgress
@@ -13,6 +14,7 @@ from training.run import run_training
 from training.train import EpochRecord, TrainConfig
 
 
+@pytest.mark.slow
 def test_epoch_progress_prints_each_epoch_of_a_real_run(tmp_path: Path, sample_dir: Path) -> None:
     console = Console(record=True, width=200)
     progress = EpochProgress(console, total=2)

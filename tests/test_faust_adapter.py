@@ -125,6 +125,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.slow
 def test_each_private_attribute_exists_on_a_constructed_object() -> None:
     # in a child process: faust's services make event loops of their own on construction
     done = subprocess.run(

@@ -90,6 +90,7 @@ def test_the_accounting_is_an_upper_bound(state: FeatureState) -> None:
     assert _held(featurizer._title_cache) <= counted["titles"]
 
 
+@pytest.mark.slow
 def test_traced_memory_stays_within_the_caps(state: FeatureState) -> None:
     featurizer = _small(state)
     titles = long_token_titles(1000, seed=2)

@@ -166,6 +166,7 @@ def test_event_times_outside_the_datetime_range(
         assert score["event_time"] == expected
 
 
+@pytest.mark.slow
 def test_large_rejects_keep_key_bytes_and_reason_and_are_cut_only_beyond_the_cap() -> None:
     """Half the batch large: each large event is one ``too_large`` dead letter with its original key
     and bytes; only a value beyond the dead-letter cap is cut, with its size and sha256."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from training.baselines import BaselineMetrics
 from training.data import ValidationSummary
 from training.evaluate import Evaluation
@@ -181,6 +183,7 @@ def _png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_scatter_with_thousands_of_points_and_reliability_diagram(tmp_path: Path) -> None:
     import numpy as np
 
