@@ -33,7 +33,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 # The unit tier, for the edit-test loop: ruff and the tests without a broker, subprocess workers,
-# training runs or Prometheus (under a minute on 2 cores). `make test` stays the full gate.
+# training runs or Prometheus (about 70 s on 2 cores). `make test` stays the full gate.
 FAST_MARKERS := not slow and not kafka and not faults and not prometheus
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
