@@ -50,7 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from headline_scorer.embedded_broker import BrokerError, die_with_parent
+from headline_scorer.embedded_broker import BrokerError, die_with_parent, terminate_process
 from stream.asyncio_util import answers_metadata, free_port, run_sync
 
 logger = logging.getLogger(__name__)
@@ -175,17 +175,6 @@ def new_cluster_id() -> str:
 # --- one JVM --------------------------------------------------------------------------------------
 
 
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout)
-
-
 class _Node:
     """One KRaft node (broker and controller in one JVM) with its own config, storage and log."""
 
@@ -284,7 +273,7 @@ class _Node:
             return
         self._jars = jars
         self.process = self._spawn(self.java(jars, "kafka.Kafka", str(self.write_config())))
-        self._finalizer = weakref.finalize(self, _terminate, self.process, 5.0)
+        self._finalizer = weakref.finalize(self, terminate_process, self.process, 5.0)
         logger.info(
             "Apache Kafka node %s pid %s starting on %s", self.node_id, self.process.pid, self.bootstrap
         )
@@ -305,7 +294,7 @@ class _Node:
     def stop(self, timeout: float) -> None:
         if self.process is None:
             return
-        _terminate(self.process, timeout)
+        terminate_process(self.process, timeout)
         logger.info("Apache Kafka node %s stopped (exit code %s)", self.node_id, self.process.returncode)
         if self._finalizer is not None:
             self._finalizer.detach()

@@ -89,7 +89,8 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+def terminate_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop ``process``: SIGTERM, then SIGKILL when it has not exited within ``timeout`` seconds."""
     if process.poll() is not None:
         return
     process.terminate()
@@ -164,7 +165,7 @@ class EmbeddedBroker:
                 start_new_session=True,  # Ctrl-C reaches the parent, which stops the broker in order
                 preexec_fn=die_with_parent(),
             )
-        self._finalizer = weakref.finalize(self, _terminate, self._process, 5.0)
+        self._finalizer = weakref.finalize(self, terminate_process, self._process, 5.0)
         logger.info(
             "embedded broker pid %s starting on %s (log %s)", self._process.pid, self.bootstrap, self.log_path
         )
@@ -189,7 +190,7 @@ class EmbeddedBroker:
         """Terminate the process (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
         if self._process is None:
             return
-        _terminate(self._process, timeout)
+        terminate_process(self._process, timeout)
         logger.info("embedded broker on %s stopped (exit code %s)", self.bootstrap, self._process.returncode)
         if self._finalizer is not None:
             self._finalizer.detach()
