@@ -37,16 +37,23 @@ class InRecord:
 
 
 @dataclass(frozen=True)
-class _Scored:
-    records: list[OutRecord]
+class ScoredBatch:
+    """One model call's events and scores, column by column (what the join and the shadow read)."""
+
+    records: list[OutRecord]  # the score records, in the order of ``events``
+    events: list[tuple[InRecord, HeadlineEvent]]
     scores: ScoreBatch
     event_times: list[float]
+    model_version: str
+    scored_at: float
 
 
 @dataclass
 class BatchResult:
     scores: list[OutRecord] = field(default_factory=list)
     dead_letters: list[OutRecord] = field(default_factory=list)
+    # the current version's scored batches (usually one; more when a failing batch was split up)
+    scored: list[ScoredBatch] = field(default_factory=list)
 
 
 class BatchScorer:
@@ -111,6 +118,7 @@ class BatchScorer:
         inference = time.perf_counter() - started
         for scored in batches:
             out.scores.extend(scored.records)
+        out.scored = batches
         try:  # observability must never cost an event: failures here are logged, not raised
             self._observe(model, batches, scored_at, inference)
         except Exception:
@@ -119,7 +127,7 @@ class BatchScorer:
 
     def _score(
         self, model: ScoringModel, pairs: Sequence[tuple[InRecord, HeadlineEvent]], scored_at: float
-    ) -> _Scored:
+    ) -> ScoredBatch:
         """Score and encode ``pairs``; any failure here is the batch's (or the event's) scoring error."""
         scores = model.score([ev.title for _, ev in pairs], [ev.category for _, ev in pairs])
         if len(scores) != len(pairs) or not np.all(np.isfinite(scores.quality_prob)):
@@ -138,10 +146,10 @@ class BatchScorer:
             offsets=[rec.offset for rec, _ in pairs],
         )
         records = [OutRecord(ev.id.encode(), value) for (_, ev), value in zip(pairs, values, strict=True)]
-        return _Scored(records, scores, event_times)
+        return ScoredBatch(records, list(pairs), scores, event_times, model.version, scored_at)
 
     def _observe(
-        self, model: ScoringModel, batches: Sequence[_Scored], scored_at: float, inference_seconds: float
+        self, model: ScoringModel, batches: Sequence[ScoredBatch], scored_at: float, inference_seconds: float
     ) -> None:
         for scored in batches:
             self.metrics.observe_batch(

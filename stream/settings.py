@@ -44,6 +44,24 @@ class StreamSettings(BaseSettings):
     input_topic: str = Field(default="headlines", min_length=1, max_length=249)
     output_topic: str = Field(default="headline-scores", min_length=1, max_length=249)
     dlq_topic: str = Field(default="headlines-dlq", min_length=1, max_length=249)
+    # realized impressions and clicks per headline id (stream/outcomes.py), keyed by id like the input
+    outcomes_topic: str = Field(default="headline-outcomes", min_length=1, max_length=249)
+    # joined rows (score + latest outcome, compacted by id): what `headline-scorer outcomes export` reads
+    labelled_topic: str = Field(default="headline-labelled", min_length=1, max_length=249)
+    # scores of the registry's shadow version; never written to OUTPUT_TOPIC
+    shadow_output_topic: str = Field(default="headline-scores-shadow", min_length=1, max_length=249)
+    # join scores with outcomes in a changelog-backed table (stream/join.py); false: outcomes are not read
+    join_enabled: bool = True
+    # a score (or an outcome still waiting for its score) is kept this long after it was last updated
+    join_retention_seconds: float = Field(default=7 * 86400.0, gt=0)
+    # live quality (stream/quality.py): the latest joined outcomes of at most this many headlines ...
+    quality_window_events: int = Field(default=20_000, ge=1)
+    # ... whose outcome arrived within this many seconds
+    quality_window_seconds: float = Field(default=86400.0, gt=0)
+    # an outcome counts as a label once it has this many impressions (pairs: both headlines)
+    quality_min_impressions: int = Field(default=100, ge=1)
+    # score every event with the registry's shadow version too, when one is marked (stream/shadow.py)
+    shadow_enabled: bool = True
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
     # False: never create topics (needs no Create ACL; a Job creates them); the worker then refuses
@@ -89,10 +107,18 @@ class StreamSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        topics = [self.input_topic, self.output_topic, self.dlq_topic]
-        if len(set(topics)) != 3:
+        topics = [
+            self.input_topic,
+            self.output_topic,
+            self.dlq_topic,
+            self.outcomes_topic,
+            self.labelled_topic,
+            self.shadow_output_topic,
+        ]
+        if len(set(topics)) != len(topics):
             raise ValueError(
-                f"expected INPUT_TOPIC, OUTPUT_TOPIC and DLQ_TOPIC to be three different topics, got {topics}"
+                "expected INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC, OUTCOMES_TOPIC, LABELLED_TOPIC and "
+                f"SHADOW_OUTPUT_TOPIC to be six different topics, got {topics}"
             )
         sasl = self.kafka_security_protocol.startswith("SASL_")
         if sasl:

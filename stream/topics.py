@@ -38,12 +38,20 @@ DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 def scorer_topics(settings: StreamSettings) -> list[TopicSpec]:
-    """The input, output and dead-letter topics described by ``settings``."""
+    """Every topic the scorer reads or writes, described by ``settings``.
+
+    The outcomes topic has the input's partition count: both are keyed by headline id, so an
+    id's event and its outcomes meet in one partition number (the join, ``stream/join.py``).
+    The labelled topic is compacted: it keeps the latest joined row per id.
+    """
     parts, replication = settings.topic_partitions, settings.topic_replication
     return [
         TopicSpec(settings.input_topic, parts, replication),
         TopicSpec(settings.output_topic, parts, replication),
         TopicSpec(settings.dlq_topic, parts, replication, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
+        TopicSpec(settings.outcomes_topic, parts, replication),
+        TopicSpec(settings.labelled_topic, parts, replication, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.shadow_output_topic, parts, replication),
     ]
 
 

@@ -45,6 +45,15 @@ ENV_VARS = [
     "READY_TIMEOUT_SECONDS",
     "LOG_LEVEL",
     "DLQ_MAX_RECORD_BYTES",
+    "OUTCOMES_TOPIC",
+    "LABELLED_TOPIC",
+    "SHADOW_OUTPUT_TOPIC",
+    "JOIN_ENABLED",
+    "JOIN_RETENTION_SECONDS",
+    "QUALITY_WINDOW_EVENTS",
+    "QUALITY_WINDOW_SECONDS",
+    "QUALITY_MIN_IMPRESSIONS",
+    "SHADOW_ENABLED",
 ]
 PASSWORD = "pa55-w0rd-that-must-not-leak"
 
@@ -121,7 +130,7 @@ def test_frozen() -> None:
         ({"WEB_PORT": "eighty"}, r"WEB_PORT: Input should be a valid integer"),
         ({"BATCH_MAX_WAIT_SECONDS": "0"}, r"BATCH_MAX_WAIT_SECONDS: Input should be greater than 0"),
         ({"LOG_LEVEL": "loud"}, r"LOG_LEVEL: Input should be 'DEBUG'"),
-        ({"OUTPUT_TOPIC": "headlines"}, r"three different topics"),
+        ({"OUTPUT_TOPIC": "headlines"}, r"six different topics"),
         (
             {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u"},
             r"expects KAFKA_SASL_MECHANISM, KAFKA_SASL_PASSWORD to be set",
