@@ -54,6 +54,9 @@ class BatchResult:
     dead_letters: list[OutRecord] = field(default_factory=list)
     # the current version's scored batches (usually one; more when a failing batch was split up)
     scored: list[ScoredBatch] = field(default_factory=list)
+    # the shadow version's scored batches and score records (SHADOW_OUTPUT_TOPIC; stream/shadow.py)
+    shadow: list[ScoredBatch] = field(default_factory=list)
+    shadow_scores: list[OutRecord] = field(default_factory=list)
 
 
 class BatchScorer:
