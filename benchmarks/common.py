@@ -242,6 +242,10 @@ def fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
 def print_targets(targets: Sequence[Mapping[str, Any]]) -> None:
     """The target rows (``target``, ``measured``, ``goal``, ``verdict``) as a table."""
     print_table(

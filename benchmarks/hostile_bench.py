@@ -24,14 +24,12 @@ Writes ``benchmarks/results/hostile_bench.json``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
 import string
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,18 +37,20 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS_DIR, print_table, print_targets
+from benchmarks.common import print_table, print_targets, verdict
 from benchmarks.stream_support import (
     Contender,
     CpuSampler,
+    OutputWindow,
+    RssSampler,
     Topics,
-    bench_registry,
+    bench_inputs,
+    bench_parser,
+    choose,
     client_kwargs,
-    data_source,
-    load_rows,
-    machine,
     memory_mb,
     read_outputs,
+    save_results,
     scorer_command,
 )
 
@@ -59,6 +59,7 @@ RATIO_TARGET = 0.5
 LARGE_MIN_BYTES = 58_000
 LARGE_MAX_BYTES = 70_000
 MAX_REQUEST_BYTES = 8 << 20
+PARTS = ("memory", "rejects")
 
 
 def long_token_events(count: int, seed: int = 0) -> list[tuple[bytes, bytes]]:
@@ -118,32 +119,6 @@ async def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, byt
         await producer.stop()
 
 
-class RssSampler:
-    """Samples a process's RSS every ``interval`` s in a thread (the peak is ``VmHWM`` anyway)."""
-
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.samples.append((time.time(), memory_mb(self.pid)[0]))
-            except OSError:
-                return
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_phase(
     bootstrap: str,
     registry: Path,
@@ -153,18 +128,14 @@ def run_phase(
     expected_scores: int,
 ) -> dict[str, Any]:
     """Pre-load ``records``, start one worker on them, read ``expected_scores`` scores."""
-    topics = Topics.unique(name)
-    topics.create(bootstrap)
+    topics = Topics.created(bootstrap, name)
     started = time.time()
     asyncio.run(produce_all(bootstrap, topics.input, records))
     load_seconds = time.time() - started
-    contender = Contender(name, scorer_command(), bootstrap, topics, registry, workdir / f"{name}.log")
-    contender.start()
-    try:
+    with Contender(name, scorer_command(), bootstrap, topics, registry, workdir / f"{name}.log") as contender:
         ready_s = contender.wait_ready()
         rss_ready, _ = memory_mb(contender.pid)
-        cpu = CpuSampler(contender.pid).start()
-        with RssSampler(contender.pid) as sampler:
+        with CpuSampler(contender.pid) as cpu, RssSampler(contender.pid) as sampler:
             log = asyncio.run(
                 read_outputs(
                     bootstrap,
@@ -174,17 +145,12 @@ def run_phase(
                     alive=contender.check_alive,
                 )
             )
-        cpu.stop()
         time.sleep(1.5)  # one housekeeping tick, then the counters
         rss_now, rss_peak = memory_mb(contender.pid)
         scraped = contender.metrics()
-    finally:
-        contender.stop()
     if len(log) < expected_scores:
         raise RuntimeError(f"{name}: only {len(log)} of {expected_scores} scores; log {contender.log_path}")
-    stamps = sorted(log.timestamps_ms)
-    window = max(1e-3, (stamps[-1] - stamps[0]) / 1000)
-    cpu_window = cpu.cpu_at(stamps[-1] / 1000) - cpu.cpu_at(stamps[0] / 1000)
+    window = OutputWindow.of(log, cpu)
     dead = {
         k.split("reason=")[1].rstrip("}"): v
         for k, v in scraped.items()
@@ -198,30 +164,29 @@ def run_phase(
         "dead_lettered": dead,
         "load_seconds": round(load_seconds, 2),
         "ready_seconds": round(ready_s, 2),
-        "valid_per_second": round((len(stamps) - 1) / window, 1),
-        "window_seconds": round(window, 3),
-        "worker_cpu_us_per_valid": round(cpu_window / max(1, len(stamps) - 1) * 1e6, 1),
+        "valid_per_second": round(window.events_per_second, 1),
+        "window_seconds": round(window.seconds, 3),
+        "worker_cpu_us_per_valid": round(window.cpu_us_per_event, 1),
         "rss_ready_mb": round(rss_ready, 1),
         "rss_end_mb": round(rss_now, 1),
         "rss_peak_mb": round(rss_peak, 1),
-        "rss_max_sampled_mb": round(max((r for _, r in sampler.samples), default=0.0), 1),
+        "rss_max_sampled_mb": round(sampler.maximum(), 1),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "hostile_bench")
     parser.add_argument("--memory-events", type=int, default=90_000)
     parser.add_argument("--valid", type=int, default=4_000, help="valid events per rejects phase")
     parser.add_argument("--only", default="memory,rejects")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "hostile_bench.json")
     args = parser.parse_args(argv)
-    parts = set(args.only.split(","))
+    parts = choose(parser, args.only, PARTS)
     from headline_scorer.embedded_broker import EmbeddedBroker
 
-    source = data_source()
-    registry = bench_registry(source)
-    titles = [row.title for row in load_rows(source)]
-    results: dict[str, Any] = {"machine": machine(), "data": source.label}
+    inputs = bench_inputs(fresh_model=args.fresh_model)
+    registry = inputs.registry
+    titles = [row.title for row in inputs.rows]
+    results: dict[str, Any] = {}
     workdir = Path(tempfile.mkdtemp(prefix="hostile-bench-"))
     targets: list[tuple[str, str, str, bool]] = []
     with EmbeddedBroker() as broker:
@@ -296,13 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_targets(
         [
-            {"target": what, "measured": measured, "goal": goal, "verdict": "PASS" if ok else "MISS"}
+            {"target": what, "measured": measured, "goal": goal, "verdict": verdict(ok)}
             for what, measured, goal, ok in targets
         ]
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"saved {args.out}")
+    save_results(args.out, "hostile_bench", inputs, **results)
     return 0
 
 

@@ -25,9 +25,7 @@ Writes ``benchmarks/results/latency_bench.json``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -41,20 +39,19 @@ if __package__ in (None, ""):
 import numpy as np
 import orjson
 
-from benchmarks.common import RESULTS_DIR, print_table, print_targets
+from benchmarks.common import print_table, print_targets, verdict
 from benchmarks.stream_support import (
     Contender,
     OutputLog,
     Topics,
-    baseline_command,
-    bench_registry,
+    bench_inputs,
+    bench_parser,
     client_kwargs,
-    data_source,
-    load_rows,
+    contender_command,
     machine,
     prefixed,
     read_outputs,
-    scorer_command,
+    save_results,
 )
 
 CONTENDERS = ("scorer", "aiokafka-forward")
@@ -169,50 +166,47 @@ def run_contender(
 
     result: dict[str, Any] = {"contender": name, "ready_seconds": [], "phases": {}}
     for rate in rates:  # a fresh broker per rate: its fetch cost grows with the record batches it holds
-        with EmbeddedBroker() as broker:
-            topics = Topics.unique(name)
-            topics.create(broker.bootstrap)
-            command = scorer_command() if name == "scorer" else baseline_command(name)
-            contender = Contender(
+        with (
+            EmbeddedBroker() as broker,
+            Contender(
                 name,
-                command,
+                contender_command(name),
                 broker.bootstrap,
-                topics,
+                Topics.created(broker.bootstrap, name),
                 registry,
                 workdir / f"{name}-{rate}.log",
                 extra_env={"FETCH_MAX_WAIT_MS": str(fetch_wait_ms)},
-            ).start()
-            try:
-                if name == "scorer":
-                    result["ready_seconds"].append(contender.wait_ready())
-                log, phases = asyncio.run(drive(contender, broker.bootstrap, rows, [rate], seconds))
-            finally:
-                contender.stop()
+            ) as contender,
+        ):
+            if name == "scorer":
+                result["ready_seconds"].append(contender.wait_ready())
+            log, phases = asyncio.run(drive(contender, broker.bootstrap, rows, [rate], seconds))
         result["phases"] |= analyse(log, phases, skip)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "latency_bench")
     parser.add_argument("--rates", default="500,1000,2000")
     parser.add_argument("--seconds", type=float, default=25.0, help="length of each rate's phase")
     parser.add_argument("--skip", type=float, default=3.0, help="seconds left out at the start of each phase")
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="FETCH_MAX_WAIT_MS of both contenders")
-    parser.add_argument("--fresh-model", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latency_bench.json")
     args = parser.parse_args(argv)
-    machine_at_start = machine()  # the load average before this benchmark adds its own
     rates = [int(r) for r in args.rates.split(",")]
-
-    source = data_source()
-    rows = load_rows(source)
-    registry = bench_registry(source, fresh=args.fresh_model)
+    inputs = bench_inputs(fresh_model=args.fresh_model)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as tmp:
         for name in CONTENDERS:
             print(f"[{name}] rates {rates} events/s, {args.seconds:g} s each ...", flush=True)
             results[name] = run_contender(
-                name, rows, rates, args.seconds, args.skip, registry, Path(tmp), args.fetch_wait_ms
+                name,
+                inputs.rows,
+                rates,
+                args.seconds,
+                args.skip,
+                inputs.registry,
+                Path(tmp),
+                args.fetch_wait_ms,
             )
 
     table = []
@@ -250,27 +244,23 @@ def main(argv: list[str] | None = None) -> int:
                 "target": "scorer p99 / forwarder p99 at 1,000/s",
                 "measured": f"{ratio:.2f}x ({scorer_p99:.1f} / {fwd_p99:.1f} ms)",
                 "goal": f"<= {P99_RATIO_TARGET:g}x",
-                "verdict": "PASS" if ok else "MISS",
+                "verdict": verdict(ok),
                 "value": ratio,
             }
         )
         print()
         print_targets(targets)
-    payload = {
-        "benchmark": "latency_bench",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_at_start,
-        "data": source.label,
-        "seconds_per_rate": args.seconds,
-        "skip_seconds": args.skip,
-        "fetch_max_wait_ms": args.fetch_wait_ms,
-        "latency_definition": "output record Kafka timestamp (producer append time) - published_at",
-        "results": results,
-        "targets": targets,
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    print(f"\nsaved {args.out}")
+    save_results(
+        args.out,
+        "latency_bench",
+        inputs,
+        seconds_per_rate=args.seconds,
+        skip_seconds=args.skip,
+        fetch_max_wait_ms=args.fetch_wait_ms,
+        latency_definition="output record Kafka timestamp (producer append time) - published_at",
+        results=results,
+        targets=targets,
+    )
     return 0
 
 

@@ -29,7 +29,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS_DIR
+from benchmarks.common import RESULTS_DIR, verdict
 from benchmarks.stream_support import ROOT, machine
 
 HERE = Path(__file__).resolve().parent
@@ -55,10 +55,6 @@ def _load(name: str) -> dict[str, Any] | None:
         + " (file date; the run time is not recorded)",
     )
     return data
-
-
-def _v(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def _stream_rows(data: dict[str, Any]) -> list[list[str]]:
@@ -125,7 +121,7 @@ def _training_rows(train: dict[str, Any] | None, export: dict[str, Any] | None) 
                 "training time, whole Upworthy file (train_targets.py)",
                 f"{full['seconds']:.0f} s ({full['epochs']} epochs, 1 thread)",
                 "<= 600 s",
-                _v(full["seconds"] <= 600),
+                verdict(full["seconds"] <= 600),
             ]
         )
         rows.append(
@@ -133,7 +129,7 @@ def _training_rows(train: dict[str, Any] | None, export: dict[str, Any] | None) 
                 "training peak RSS",
                 f"{full['peak_rss_mb']:.0f} MB",
                 "< 4,096 MB",
-                _v(full["peak_rss_mb"] < 4096),
+                verdict(full["peak_rss_mb"] < 4096),
             ]
         )
     if export:
@@ -143,7 +139,7 @@ def _training_rows(train: dict[str, Any] | None, export: dict[str, Any] | None) 
                 f"{export['export_and_publish_seconds']:.1f} s (training before it: {export['train_seconds']:.0f} s, "
                 f"{export['epochs']} epochs)",
                 "<= 60 s",
-                _v(export["export_and_publish_seconds"] <= 60),
+                verdict(export["export_and_publish_seconds"] <= 60),
             ]
         )
     return rows

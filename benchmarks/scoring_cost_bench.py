@@ -24,8 +24,6 @@ Writes ``benchmarks/results/scoring_cost_bench.json``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,9 +34,9 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS_DIR, print_table, print_targets
+from benchmarks.common import print_table, print_targets, verdict
 from benchmarks.export_bench import BATCHES, _time_batches, warm_caches
-from benchmarks.stream_support import bench_registry, data_source, load_rows, machine
+from benchmarks.stream_support import bench_inputs, bench_parser, save_results
 
 LOADER_TARGET = 2.0  # the artifact issue's target: loader <= 2x the ONNX call at batch 256
 
@@ -84,20 +82,17 @@ def _median_seconds(call: Any, reps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "scoring_cost_bench")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--fresh-model", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "scoring_cost_bench.json")
     args = parser.parse_args(argv)
-    machine_at_start = machine()  # the load average before this benchmark adds its own
 
     from artifact.registry import Registry
     from headline_scorer.replay import event_value
     from stream.dlq import rfc3339_utc
 
-    source = data_source()
-    rows = load_rows(source)
-    registry = Registry(bench_registry(source, fresh=args.fresh_model))
+    inputs = bench_inputs(fresh_model=args.fresh_model)
+    source, rows = inputs.source, inputs.rows
+    registry = Registry(inputs.registry)
     model = registry.load_current(intra_op_threads=1)
     featurizer = model.scorer.featurizer
     featurizer.clear_caches()
@@ -151,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             "target": "loader / ONNX at batch 256, new titles (artifact issue)",
             "measured": f"{at256['ratio_loader_new_titles']:.2f}x",
             "goal": f"<= {LOADER_TARGET:g}x",
-            "verdict": "PASS" if ok else "MISS",
+            "verdict": verdict(ok),
             "value": at256["ratio_loader_new_titles"],
         },
         {
@@ -164,18 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print()
     print_targets(targets)
-    payload = {
-        "benchmark": "scoring_cost_bench",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_at_start,
-        "data": source.label,
-        "model_version": model.version,
-        "scoring": table,
-        "targets": targets,
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    print(f"\nsaved {args.out}")
+    save_results(
+        args.out, "scoring_cost_bench", inputs, model_version=model.version, scoring=table, targets=targets
+    )
     return 0
 
 

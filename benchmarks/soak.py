@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import sys
 import tempfile
@@ -45,17 +44,16 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, print_targets
+from benchmarks.common import print_targets, verdict
 from benchmarks.stream_support import (
     Contender,
     Topics,
-    bench_registry,
+    bench_inputs,
+    bench_parser,
     client_kwargs,
-    data_source,
-    load_rows,
-    machine,
     memory_mb,
     prefixed,
+    save_results,
     scorer_command,
 )
 
@@ -155,7 +153,7 @@ def evaluate(samples: list[dict[str, float]], log_text: str, args: argparse.Name
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "soak")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
@@ -166,21 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         default=50,
         help="replay producer linger (fewer, larger record batches: see the module docstring)",
     )
-    parser.add_argument("--fresh-model", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "soak.json")
     args = parser.parse_args(argv)
-    machine_at_start = machine()  # the load average before this benchmark adds its own
 
     from headline_scorer.embedded_broker import EmbeddedBroker
 
-    source = data_source()
-    rows = load_rows(source)
-    registry = bench_registry(source, fresh=args.fresh_model)
+    inputs = bench_inputs(fresh_model=args.fresh_model)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp, EmbeddedBroker() as broker:
-        topics = Topics.unique("soak")
-        topics.create(broker.bootstrap)
+        topics = Topics.created(broker.bootstrap, "soak")
         worker = Contender(
-            "scorer", scorer_command(), broker.bootstrap, topics, registry, Path(tmp) / "worker.log"
+            "scorer", scorer_command(), broker.bootstrap, topics, inputs.registry, Path(tmp) / "worker.log"
         )
         worker.start()
         try:
@@ -189,19 +181,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"worker ready in {ready:.1f} s; {args.minutes:g} min at {args.rate:g} events/s ...",
                 flush=True,
             )
-            samples = asyncio.run(soak(worker, broker.pid, broker.bootstrap, rows, args))
+            samples = asyncio.run(soak(worker, broker.pid, broker.bootstrap, inputs.rows, args))
             time.sleep(2.0)
             final = worker.metrics()
         finally:
-            code = worker.stop()
+            code = worker.stop()  # its exit code is reported
         log_text = worker.log_path.read_text(errors="replace")
     verdicts = evaluate(samples, log_text, args)
     verdicts["ready_seconds"] = ready
     verdicts["worker_exit_code"] = code
     verdicts["final_consumed"] = final.get("headline_scorer_events_consumed_total{}", 0.0)
-
-    def v(ok: bool) -> str:
-        return "PASS" if ok else "MISS"
 
     targets = [
         {
@@ -209,20 +198,20 @@ def main(argv: list[str] | None = None) -> int:
             "measured": f"max {verdicts['backlog_max_after_first_minute']:.0f} events, trend "
             f"{verdicts['backlog_trend_events_per_s']:+.2f}/s",
             "goal": f"<= {args.max_backlog_seconds:g} s of traffic, trend <= {100 * TREND_TOLERANCE:g} % of rate",
-            "verdict": v(verdicts["lag_ok"]),
+            "verdict": verdict(verdicts["lag_ok"]),
         },
         {
             "target": "worker RSS within 10 % of its level at 1 min",
             "measured": f"{verdicts['rss_after_first_minute_mb']:.0f} -> max {verdicts['rss_max_mb']:.0f} MB "
             f"({100 * verdicts['rss_growth']:+.1f} %)",
             "goal": "<= +10 %",
-            "verdict": v(verdicts["rss_ok"]),
+            "verdict": verdict(verdicts["rss_ok"]),
         },
         {
             "target": "no ERROR in the worker log",
             "measured": f"{len(verdicts['error_lines'])} lines",
             "goal": "0",
-            "verdict": v(verdicts["errors_ok"]),
+            "verdict": verdict(verdicts["errors_ok"]),
         },
     ]
     print()
@@ -234,21 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     print_targets(targets)
     for line in verdicts["error_lines"][:5]:
         print("  log:", line[:200])
-    payload = {
-        "benchmark": "soak",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_at_start,
-        "data": source.label,
-        "minutes": args.minutes,
-        "rate": args.rate,
-        "replay_linger_ms": args.linger_ms,
-        "summary": verdicts,
-        "targets": targets,
-        "samples": samples,
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    print(f"\nsaved {args.out}")
+    save_results(
+        args.out,
+        "soak",
+        inputs,
+        minutes=args.minutes,
+        rate=args.rate,
+        replay_linger_ms=args.linger_ms,
+        summary=verdicts,
+        targets=targets,
+        samples=samples,
+    )
     return 0
 
 

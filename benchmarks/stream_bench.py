@@ -28,9 +28,7 @@ Writes ``benchmarks/results/stream_bench.json``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import shutil
 import subprocess
 import sys
@@ -43,20 +41,21 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS_DIR, print_table, print_targets
+from benchmarks.common import RESULTS_DIR, print_table, print_targets, verdict
 from benchmarks.stream_support import (
     Contender,
     CpuSampler,
+    OutputWindow,
     Topics,
-    baseline_command,
-    bench_registry,
+    bench_inputs,
+    bench_parser,
+    choose,
     client_kwargs,
-    data_source,
-    load_rows,
+    contender_command,
     machine,
     memory_mb,
     read_outputs,
-    scorer_command,
+    save_results,
 )
 
 CONTENDERS = (
@@ -75,10 +74,6 @@ READY_TARGET_S = 10.0
 RSS_TARGET_MB = 500.0
 PROFILE_RATE_HZ = 200
 PY_SPY = Path(sys.executable).parent / "py-spy"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 async def preload(bootstrap: str, topic: str, rows: list[Any], events: int) -> float:
@@ -105,12 +100,16 @@ def run_contender(
     from headline_scorer.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
-        topics = Topics.unique(name)
-        topics.create(broker.bootstrap)
+        topics = Topics.created(broker.bootstrap, name)
         load_seconds = asyncio.run(preload(broker.bootstrap, topics.input, rows, events))
-        command = scorer_command() if name == "scorer" else baseline_command(name)
         contender = Contender(
-            name, command, broker.bootstrap, topics, registry, workdir / f"{name}.log", dict(extra_env or {})
+            name,
+            contender_command(name),
+            broker.bootstrap,
+            topics,
+            registry,
+            workdir / f"{name}.log",
+            dict(extra_env or {}),
         )
         contender.start()
         sampler = CpuSampler(contender.pid).start()
@@ -155,21 +154,18 @@ def run_contender(
             contender.stop()
         if len(log) < events:
             raise RuntimeError(f"{name}: only {len(log)} of {events} outputs within the timeout")
-    stamps = sorted(log.timestamps_ms)
-    t_first, t_last = stamps[0] / 1000, stamps[-1] / 1000
-    in_window = sum(1 for s in stamps if s > stamps[0])
-    cpu_window = sampler.cpu_at(t_last) - sampler.cpu_at(t_first)
+    window = OutputWindow.of(log, sampler)
     result: dict[str, Any] = {
         "contender": name,
         "events": events,
         "preload_seconds": load_seconds,
-        "seconds": t_last - t_first,
-        "events_per_second": in_window / (t_last - t_first),
-        "cpu_seconds_per_1000": cpu_window / in_window * 1000,
-        "cpu_us_per_event": cpu_window / in_window * 1e6,
+        "seconds": window.seconds,
+        "events_per_second": window.events_per_second,
+        "cpu_seconds_per_1000": window.cpu_us_per_event / 1000,
+        "cpu_us_per_event": window.cpu_us_per_event,
         "cpu_seconds_total": cpu_total,
         "peak_rss_mb": peak_rss,
-        "first_output_after_start_seconds": t_first - contender.started_at,
+        "first_output_after_start_seconds": window.first - contender.started_at,
     }
     if "s" in ready:
         result["ready_seconds"] = ready["s"]
@@ -270,11 +266,10 @@ def summarize_profile(path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__, "stream_bench")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(CONTENDERS)}")
     parser.add_argument("--profile", action="store_true", help="record the scorer with py-spy")
-    parser.add_argument("--fresh-model", action="store_true", help="retrain the benchmark model")
     parser.add_argument(
         "--scorer-env",
         action="append",
@@ -282,19 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="extra environment for the scorer contenders (e.g. BATCH_MAX_EVENTS=64); repeatable",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "stream_bench.json")
     args = parser.parse_args(argv)
-    machine_at_start = machine()  # the load average before this benchmark adds its own
-    names = CONTENDERS if not args.only else tuple(n.strip() for n in args.only.split(","))
-    unknown = set(names) - set(CONTENDERS) - set(EXTRA_CONTENDERS)
-    if unknown:
-        parser.error(f"unknown contenders {sorted(unknown)}; expected some of {CONTENDERS}")
-
+    names = choose(parser, args.only, CONTENDERS, EXTRA_CONTENDERS)
     scorer_env = dict(item.split("=", 1) for item in args.scorer_env)
-    source = data_source()
-    rows = load_rows(source)
-    registry = bench_registry(source, fresh=args.fresh_model)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    inputs = bench_inputs(fresh_model=args.fresh_model)
+    source, rows, registry = inputs.source, inputs.rows, inputs.registry
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)  # the profile is copied there
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
         for name in names:
@@ -410,20 +398,17 @@ def main(argv: list[str] | None = None) -> int:
                         f"    {100 * share:5.1f}%  {share * prof['busy_samples'] * per_event:5.1f} µs  {comp}"
                     )
 
-    payload = {
-        "benchmark": "stream_bench",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_at_start,
-        "data": source.label,
-        "events": args.events,
-        "distinct_headlines": len(rows),
-        "model_registry": str(registry),
-        "scorer_env": scorer_env,
-        "results": results,
-        "targets": targets,
-    }
-    args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    print(f"\nsaved {args.out}")
+    save_results(
+        args.out,
+        "stream_bench",
+        inputs,
+        events=args.events,
+        distinct_headlines=len(rows),
+        model_registry=str(registry),
+        scorer_env=scorer_env,
+        results=results,
+        targets=targets,
+    )
     return 0
 
 

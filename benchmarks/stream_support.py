@@ -10,12 +10,17 @@
 * Output: a consumer in the benchmark process reads the contender's output topic; times
   are taken from the output records' Kafka timestamps (set by the contender's producer when
   it appends the record), so the measuring consumer's own delay does not count.
+* Command line and results: :func:`bench_parser` (``--fresh-model``, ``--out``),
+  :func:`bench_inputs` (machine, data, rows, model registry) and :func:`save_results`
+  (``results/<name>.json`` with the benchmark's name, time, machine and data).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -26,12 +31,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from benchmarks.common import UPWORTHY_CSV
+from benchmarks.common import RESULTS_DIR, UPWORTHY_CSV
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -119,24 +124,25 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
 
 
-class CpuSampler:
-    """Samples a process's CPU seconds every ``interval`` s in a thread: ``cpu_at(t)`` interpolates."""
+class ProcSampler:
+    """Samples ``read(pid)`` every ``interval`` s in a thread until stopped (or the process is gone)."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(self, pid: int, read: Callable[[int], float], interval: float) -> None:
         self.pid = pid
         self.interval = interval
         self.samples: list[tuple[float, float]] = []
+        self._read = read
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"cpu-{pid}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"sample-{pid}", daemon=True)
 
-    def start(self) -> CpuSampler:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.samples.append((time.time(), cpu_seconds(self.pid)))
+                self.samples.append((time.time(), self._read(self.pid)))
             except OSError:
                 return
             self._stop.wait(self.interval)
@@ -145,11 +151,34 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
 
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def maximum(self) -> float:
+        return max((v for _, v in self.samples), default=0.0)
+
+
+class CpuSampler(ProcSampler):
+    """A process's CPU seconds every ``interval`` s: ``cpu_at(t)`` interpolates."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        super().__init__(pid, cpu_seconds, interval)
+
     def cpu_at(self, t: float) -> float:
         import numpy as np
 
         times, cpus = zip(*self.samples, strict=True)
         return float(np.interp(t, times, cpus))
+
+
+class RssSampler(ProcSampler):
+    """A process's RSS in MB every ``interval`` s (the peak is ``VmHWM`` anyway)."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        super().__init__(pid, lambda p: memory_mb(p)[0], interval)
 
 
 # -- broker, topics, processes ---------------------------------------------------------------
@@ -169,6 +198,13 @@ class Topics:
     def unique(cls, tag: str) -> Topics:
         suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
         return cls(f"in-{suffix}", f"out-{suffix}", f"dlq-{suffix}")
+
+    @classmethod
+    def created(cls, bootstrap: str, tag: str, partitions: int = 4) -> Topics:
+        """Fresh topics for ``tag``, created on the broker."""
+        topics = cls.unique(tag)
+        topics.create(bootstrap, partitions)
+        return topics
 
     def create(self, bootstrap: str, partitions: int = 4) -> None:
         from stream.asyncio_util import run_sync
@@ -280,6 +316,12 @@ class Contender:
             self.proc.kill()
             return int(self.proc.wait())
 
+    def __enter__(self) -> Contender:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def scorer_command() -> list[str]:
     return [sys.executable, "-m", "headline_scorer.cli", "worker"]
@@ -287,6 +329,11 @@ def scorer_command() -> list[str]:
 
 def baseline_command(kind: str) -> list[str]:
     return [sys.executable, "-m", "benchmarks.baselines", kind]
+
+
+def contender_command(name: str) -> list[str]:
+    """``headline-scorer worker`` for ``scorer``, else the baseline of that name."""
+    return scorer_command() if name == "scorer" else baseline_command(name)
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -346,6 +393,35 @@ async def read_outputs(
     return out
 
 
+@dataclass(frozen=True)
+class OutputWindow:
+    """From the first to the last output record (their Kafka timestamps) and the CPU spent within."""
+
+    first: float
+    last: float
+    events: int  # records produced after the first instant (those the window's time accounts for)
+    cpu_seconds: float
+
+    @classmethod
+    def of(cls, log: OutputLog, sampler: CpuSampler) -> OutputWindow:
+        stamps = sorted(log.timestamps_ms)
+        first, last = stamps[0] / 1000, stamps[-1] / 1000
+        events = sum(1 for s in stamps if s > stamps[0])
+        return cls(first, last, events, sampler.cpu_at(last) - sampler.cpu_at(first))
+
+    @property
+    def seconds(self) -> float:
+        return max(self.last - self.first, 1e-3)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_seconds / max(self.events, 1) * 1e6
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -366,3 +442,53 @@ def machine() -> dict[str, Any]:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+# -- command line and results ------------------------------------------------------------------
+def bench_parser(doc: str | None, results_name: str) -> argparse.ArgumentParser:
+    """A parser described by the first line of ``doc``, with ``--fresh-model`` and ``--out``."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("--fresh-model", action="store_true", help="retrain the benchmark model")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{results_name}.json")
+    return parser
+
+
+def choose(
+    parser: argparse.ArgumentParser, only: str | None, known: Sequence[str], extra: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """The comma-separated subset ``only`` of ``known`` (all of them when empty), or a usage error."""
+    names = tuple(known) if not only else tuple(n.strip() for n in only.split(",") if n.strip())
+    unknown = set(names) - set(known) - set(extra)
+    if unknown:
+        parser.error(f"unknown names {sorted(unknown)}; expected some of {','.join(known)}")
+    return names
+
+
+@dataclass(frozen=True)
+class BenchInputs:
+    """What every stream benchmark starts from."""
+
+    machine: dict[str, Any]  # taken before the benchmark adds its own load
+    source: DataSource
+    rows: list[Any]
+    registry: Path
+
+
+def bench_inputs(*, fresh_model: bool = False) -> BenchInputs:
+    machine_at_start = machine()
+    source = data_source()
+    return BenchInputs(machine_at_start, source, load_rows(source), bench_registry(source, fresh=fresh_model))
+
+
+def save_results(path: Path, benchmark: str, inputs: BenchInputs, **fields: Any) -> None:
+    """``path`` as JSON: the benchmark's name, the time, the machine at start, the data, ``fields``."""
+    payload = {
+        "benchmark": benchmark,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": inputs.machine,
+        "data": inputs.source.label,
+        **fields,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    print(f"\nsaved {path}")
