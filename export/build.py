@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -278,21 +278,28 @@ def export_version(
     return ExportResult(version=version, version_dir=out_dir, manifest=manifest, seconds=seconds)
 
 
+class ExportOptions(TypedDict, total=False):
+    """The keyword options of :func:`export_version`, passed on unchanged by :func:`export_to_registry`."""
+
+    clock: Clock
+    tolerance: float
+    n_bins: int
+    trained: TrainedModel | None
+
+
 def export_to_registry(
     checkpoint: Path,
     data: HeadlineData | None,
     registry: Registry,
     *,
     make_current: bool = True,
-    clock: Clock = utc_now,
-    tolerance: float = PARITY_TOLERANCE,
-    trained: TrainedModel | None = None,
+    **options: Unpack[ExportOptions],
 ) -> ExportResult:
-    """Export into a staging directory of ``registry`` and publish it (``data``, ``trained``: see
+    """Export into a staging directory of ``registry`` and publish it (``data`` and ``options``: see
     ``export_version``)."""
     staging = registry.new_staging_dir()
     try:
-        result = export_version(checkpoint, data, staging, clock=clock, tolerance=tolerance, trained=trained)
+        result = export_version(checkpoint, data, staging, **options)
         version = registry.publish(staging, make_current=make_current)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
