@@ -241,22 +241,6 @@ def _assert_replicated(kafka: ApacheKafkaCluster, topics: Topics) -> None:
     assert run_sync(min_isr()) == {"2"}
 
 
-def _supervised(
-    kafka: ApacheKafkaCluster, registry: Path, topics: Topics, app_id: str, tmp_path: Path, attempts: int = 5
-) -> tuple[WorkerProcess, int]:
-    """A worker that is started again whenever it exits before it is ready; ``(worker, restarts)``."""
-    for attempt in range(attempts):
-        worker = _worker(kafka, registry, topics, app_id, tmp_path / f"worker-1-{attempt}.log").start()
-        try:
-            worker.wait_ready(timeout=120)
-            return worker, attempt
-        except AssertionError:
-            if worker.proc is not None and worker.proc.poll() is None:
-                raise
-            time.sleep(1.0)  # the back-off of a restart policy
-    raise AssertionError(f"the replacement worker failed to start {attempts} times")
-
-
 def _coordinator(kafka: ApacheKafkaCluster, group: str) -> int:
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -271,162 +255,194 @@ def _coordinator(kafka: ApacheKafkaCluster, group: str) -> int:
     return run_sync(find())
 
 
+@dataclass
+class Scenario:
+    """One fault test on the module's cluster: its topics, workers, replay and score watch.
+
+    Every worker it starts is stopped at teardown (the ``scenario`` fixture), and must exit
+    cleanly unless the test killed it (:meth:`kill`) or it exited before it was ready
+    (:meth:`supervised_worker`).
+    """
+
+    kafka: ApacheKafkaCluster
+    registry: Path
+    tmp_path: Path
+    app_id: str = field(default_factory=lambda: f"fault-{uuid.uuid4().hex[:6]}")
+    topics: Topics = field(default_factory=Topics.unique)
+    started: float = field(default_factory=time.monotonic)
+    watch: ScoreWatch | None = None
+    _workers: list[WorkerProcess] = field(default_factory=list)
+    _exempt: set[int] = field(default_factory=set)  # ids of workers not expected to exit cleanly
+
+    def worker(self, log_name: str = "worker.log") -> WorkerProcess:
+        """A worker started on the scenario's topics and group, ready."""
+        worker = _worker(self.kafka, self.registry, self.topics, self.app_id, self.tmp_path / log_name)
+        self._workers.append(worker.start())
+        worker.wait_ready(timeout=120)
+        return worker
+
+    def supervised_worker(self, attempts: int = 5) -> tuple[WorkerProcess, int]:
+        """A worker that is started again whenever it exits before it is ready; ``(worker, restarts)``."""
+        for attempt in range(attempts):
+            try:
+                return self.worker(f"worker-1-{attempt}.log"), attempt
+            except AssertionError:
+                worker = self._workers[-1]
+                if worker.proc is not None and worker.proc.poll() is None:
+                    raise
+                self._exempt.add(id(worker))
+                time.sleep(1.0)  # the back-off of a restart policy
+        raise AssertionError(f"the replacement worker failed to start {attempts} times")
+
+    def kill(self, worker: WorkerProcess) -> None:
+        """SIGKILL ``worker`` (it is then not expected to exit cleanly)."""
+        self._exempt.add(id(worker))
+        worker.stop(signal.SIGKILL)
+        assert worker.proc is not None and worker.proc.returncode == -signal.SIGKILL
+
+    def watch_scores(self, worker: WorkerProcess) -> ScoreWatch:
+        self.watch = ScoreWatch(worker)
+        return self.watch
+
+    def replay(self, rate: float) -> BackgroundReplay:
+        return _replay(self.kafka, self.topics.input, rate)
+
+    def check(self, name: str, report: Any, *, incidents: int, recovery: float, **notes: Any) -> Outcome:
+        assert self.watch is not None, "watch the scores before the fault"
+        return _check(
+            name, self.kafka, self.topics, report, self.watch, incidents, recovery, self.started, **notes
+        )
+
+    def close(self) -> None:
+        """Stop the watch and every worker; a worker the test did not kill must exit with 0."""
+        if self.watch is not None:
+            self.watch.stop()
+        failures = [
+            f"{worker.log_path.name} exited with {code}:\n{worker.log()[-3000:]}"
+            for worker in self._workers
+            if (code := worker.stop()) != 0 and id(worker) not in self._exempt
+        ]
+        assert not failures, "\n".join(failures)
+
+
+@pytest.fixture
+def scenario(kafka: ApacheKafkaCluster, registry_root: Path, tmp_path: Path) -> Iterator[Scenario]:
+    run = Scenario(kafka, registry_root, tmp_path)
+    yield run
+    run.close()
+
+
 # --- (a) SIGKILL of a partition leader -----------------------------------------------------------
 
 
 def test_sigkill_of_the_partition_leader_during_a_30000_event_replay(
-    kafka: ApacheKafkaCluster, registry_root: Path, tmp_path: Path
+    kafka: ApacheKafkaCluster, scenario: Scenario
 ) -> None:
-    started = time.monotonic()
-    topics = Topics.unique()
-    worker = _worker(kafka, registry_root, topics, f"ca-{uuid.uuid4().hex[:6]}", tmp_path / "worker.log")
-    worker.start()
-    watch: ScoreWatch | None = None
-    try:
-        worker.wait_ready(timeout=120)
-        _assert_replicated(kafka, topics)
-        watch = ScoreWatch(worker)
-        replay = _replay(kafka, topics.input, rate=2500)
-        watch.wait_for(5000, timeout=60)
-        assert replay.running, "the kill must land while the replay is still sending"
-        victim = kafka.leader(topics.input, 0)
-        at_kill = watch.scored()
-        killed = time.monotonic()
-        kafka.kill(victim)
-        recovery = watch.wait_for(at_kill + 1000, timeout=120)
-        # the controller fences a killed node after its broker session expires (seconds): until
-        # then the metadata still names it, while the other partitions keep being scored
-        moved_by = time.monotonic() + 60
+    topics = scenario.topics
+    worker = scenario.worker()
+    _assert_replicated(kafka, topics)
+    watch = scenario.watch_scores(worker)
+    replay = scenario.replay(rate=2500)
+    watch.wait_for(5000, timeout=60)
+    assert replay.running, "the kill must land while the replay is still sending"
+    victim = kafka.leader(topics.input, 0)
+    at_kill = watch.scored()
+    killed = time.monotonic()
+    kafka.kill(victim)
+    recovery = watch.wait_for(at_kill + 1000, timeout=120)
+    # the controller fences a killed node after its broker session expires (seconds): until
+    # then the metadata still names it, while the other partitions keep being scored
+    moved_by = time.monotonic() + 60
+    new_leader = kafka.leader(topics.input, 0)
+    while new_leader == victim and time.monotonic() < moved_by:
+        time.sleep(0.5)
         new_leader = kafka.leader(topics.input, 0)
-        while new_leader == victim and time.monotonic() < moved_by:
-            time.sleep(0.5)
-            new_leader = kafka.leader(topics.input, 0)
-        assert new_leader != victim
-        report = replay.join(timeout=300)
-        kafka.start(victim)  # back with its data; it catches up and rejoins the ISR
-        in_sync = kafka.wait_in_sync([topics.input, topics.output])
-        watch.wait_for(EVENTS, timeout=180)
-        _check(
-            "a: leader SIGKILL",
-            kafka,
-            topics,
-            report,
-            watch,
-            incidents=1,
-            recovery=recovery,
-            started=started,
-            killed_node=victim,
-            new_leader=new_leader,
-            scored_at_kill=int(at_kill),
-            rejoined_isr_s=round(in_sync + time.monotonic() - killed, 1),
-        )
-        assert worker.proc is not None and worker.proc.poll() is None  # the worker rode it out
-    finally:
-        if watch is not None:
-            watch.stop()
-        assert worker.stop() == 0, worker.log()[-3000:]
+    assert new_leader != victim
+    report = replay.join(timeout=300)
+    kafka.start(victim)  # back with its data; it catches up and rejoins the ISR
+    in_sync = kafka.wait_in_sync([topics.input, topics.output])
+    watch.wait_for(EVENTS, timeout=180)
+    scenario.check(
+        "a: leader SIGKILL",
+        report,
+        incidents=1,
+        recovery=recovery,
+        killed_node=victim,
+        new_leader=new_leader,
+        scored_at_kill=int(at_kill),
+        rejoined_isr_s=round(in_sync + time.monotonic() - killed, 1),
+    )
+    assert worker.proc is not None and worker.proc.poll() is None  # the worker rode it out
 
 
 # --- (b) rolling restart of every broker ---------------------------------------------------------
 
 
-def test_rolling_restart_of_all_brokers_under_load(
-    kafka: ApacheKafkaCluster, registry_root: Path, tmp_path: Path
-) -> None:
-    started = time.monotonic()
-    topics = Topics.unique()
-    worker = _worker(kafka, registry_root, topics, f"cb-{uuid.uuid4().hex[:6]}", tmp_path / "worker.log")
-    worker.start()
-    watch: ScoreWatch | None = None
-    try:
-        worker.wait_ready(timeout=120)
-        watch = ScoreWatch(worker)
-        replay = _replay(kafka, topics.input, rate=400)  # ~75 s, longer than the roll
-        watch.wait_for(2000, timeout=60)
-        steps: list[float] = []
-        for node in range(3):
-            assert replay.running, f"the replay ended before node {node} was restarted"
-            step = time.monotonic()
-            kafka.restart(node)  # controlled shutdown: leadership moves away first
-            kafka.wait_in_sync([topics.input, topics.output])
-            steps.append(time.monotonic() - step)
-        report = replay.join(timeout=300)
-        watch.wait_for(EVENTS, timeout=180)
-        _check(
-            "b: rolling restart",
-            kafka,
-            topics,
-            report,
-            watch,
-            incidents=3,
-            recovery=max(steps),
-            started=started,
-            restart_steps_s=[round(s, 1) for s in steps],
-        )
-        assert worker.proc is not None and worker.proc.poll() is None
-    finally:
-        if watch is not None:
-            watch.stop()
-        assert worker.stop() == 0, worker.log()[-3000:]
+def test_rolling_restart_of_all_brokers_under_load(kafka: ApacheKafkaCluster, scenario: Scenario) -> None:
+    topics = scenario.topics
+    worker = scenario.worker()
+    watch = scenario.watch_scores(worker)
+    replay = scenario.replay(rate=400)  # ~75 s, longer than the roll
+    watch.wait_for(2000, timeout=60)
+    steps: list[float] = []
+    for node in range(3):
+        assert replay.running, f"the replay ended before node {node} was restarted"
+        step = time.monotonic()
+        kafka.restart(node)  # controlled shutdown: leadership moves away first
+        kafka.wait_in_sync([topics.input, topics.output])
+        steps.append(time.monotonic() - step)
+    report = replay.join(timeout=300)
+    watch.wait_for(EVENTS, timeout=180)
+    scenario.check(
+        "b: rolling restart",
+        report,
+        incidents=3,
+        recovery=max(steps),
+        restart_steps_s=[round(s, 1) for s in steps],
+    )
+    assert worker.proc is not None and worker.proc.poll() is None
 
 
 # --- (c) a worker and a broker killed together -----------------------------------------------------
 
 
 def test_worker_sigkill_together_with_the_coordinators_broker(
-    kafka: ApacheKafkaCluster, registry_root: Path, tmp_path: Path
+    kafka: ApacheKafkaCluster, scenario: Scenario
 ) -> None:
-    started = time.monotonic()
-    topics = Topics.unique()
-    app_id = f"cc-{uuid.uuid4().hex[:6]}"
-    first = _worker(kafka, registry_root, topics, app_id, tmp_path / "worker-0.log").start()
-    second: WorkerProcess | None = None
-    watch: ScoreWatch | None = None
-    try:
-        first.wait_ready(timeout=120)
-        watch = ScoreWatch(first)
-        replay = _replay(kafka, topics.input, rate=2500)
-        watch.wait_for(5000, timeout=60)
-        assert replay.running
-        victim = _coordinator(kafka, app_id)
-        at_kill = watch.scored()
-        first.stop(signal.SIGKILL)
-        kafka.kill(victim)
-        killed = time.monotonic()
-        assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
-        # The replacement starts while a broker is down. A worker that cannot create its topics at
-        # start-up exits with an error (seen: faust's CreateTopics sent to the dead node), so it is
-        # started again, as a Deployment would restart it; the restarts are reported.
-        second, restarts = _supervised(kafka, registry_root, topics, app_id, tmp_path)
-        watch.switch(second)
-        watch.samples.clear()
-        watch.wait_for(1000, timeout=180)
-        recovery = time.monotonic() - killed
-        report = replay.join(timeout=300)
-        kafka.start(victim)
-        kafka.wait_in_sync([topics.input, topics.output])
-        # the second worker scores what the first left uncommitted plus everything after
-        watch.wait_for(EVENTS - at_kill, timeout=180)
-        _check(
-            "c: worker + coordinator SIGKILL",
-            kafka,
-            topics,
-            report,
-            watch,
-            incidents=1,
-            recovery=recovery,
-            started=started,
-            killed_node=victim,
-            scored_before_kill=int(at_kill),
-            new_coordinator=_coordinator(kafka, app_id),
-            replacement_restarts=restarts,
-        )
-    finally:
-        if watch is not None:
-            watch.stop()
-        first.stop()
-        if second is not None:
-            assert second.stop() == 0, second.log()[-3000:]
+    topics, app_id = scenario.topics, scenario.app_id
+    first = scenario.worker("worker-0.log")
+    watch = scenario.watch_scores(first)
+    replay = scenario.replay(rate=2500)
+    watch.wait_for(5000, timeout=60)
+    assert replay.running
+    victim = _coordinator(kafka, app_id)
+    at_kill = watch.scored()
+    scenario.kill(first)
+    kafka.kill(victim)
+    killed = time.monotonic()
+    # The replacement starts while a broker is down. A worker that cannot create its topics at
+    # start-up exits with an error (seen: faust's CreateTopics sent to the dead node), so it is
+    # started again, as a Deployment would restart it; the restarts are reported.
+    second, restarts = scenario.supervised_worker()
+    watch.switch(second)
+    watch.samples.clear()
+    watch.wait_for(1000, timeout=180)
+    recovery = time.monotonic() - killed
+    report = replay.join(timeout=300)
+    kafka.start(victim)
+    kafka.wait_in_sync([topics.input, topics.output])
+    # the second worker scores what the first left uncommitted plus everything after
+    watch.wait_for(EVENTS - at_kill, timeout=180)
+    scenario.check(
+        "c: worker + coordinator SIGKILL",
+        report,
+        incidents=1,
+        recovery=recovery,
+        killed_node=victim,
+        scored_before_kill=int(at_kill),
+        new_coordinator=_coordinator(kafka, app_id),
+        replacement_restarts=restarts,
+    )
 
 
 def test_the_cluster_fixture_runs_three_brokers(kafka: ApacheKafkaCluster) -> None:
