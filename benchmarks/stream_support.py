@@ -190,14 +190,19 @@ def client_kwargs(bootstrap: str) -> dict[str, Any]:
 
 @dataclass
 class Topics:
+    """The topics of one contender: the input, its outputs, and the outcomes side of the scorer."""
+
     input: str
     output: str
     dlq: str
+    outcomes: str
+    labelled: str
+    shadow: str
 
     @classmethod
     def unique(cls, tag: str) -> Topics:
         suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
-        return cls(f"in-{suffix}", f"out-{suffix}", f"dlq-{suffix}")
+        return cls(*(f"{kind}-{suffix}" for kind in ("in", "out", "dlq", "outcomes", "labelled", "shadow")))
 
     @classmethod
     def created(cls, bootstrap: str, tag: str, partitions: int = 4) -> Topics:
@@ -210,7 +215,9 @@ class Topics:
         from stream.asyncio_util import run_sync
         from stream.topics import TopicSpec, create_topics
 
-        specs = [TopicSpec(name, partitions) for name in (self.input, self.output, self.dlq)]
+        names = (self.input, self.output, self.dlq, self.outcomes, self.shadow)
+        specs = [TopicSpec(name, partitions) for name in names]
+        specs.append(TopicSpec(self.labelled, partitions, config={"cleanup.policy": "compact"}))
         run_sync(create_topics(client_kwargs(bootstrap), specs))
 
 
@@ -222,7 +229,10 @@ def free_port() -> int:
 
 @dataclass
 class Contender:
-    """A process under test: the scorer worker or one of :mod:`benchmarks.baselines`."""
+    """A process under test: the scorer worker or one of :mod:`benchmarks.baselines`.
+
+    ``root``: the checkout whose code the process runs (another one measures older code).
+    """
 
     name: str
     command: list[str]
@@ -234,6 +244,7 @@ class Contender:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
+    root: Path = ROOT
 
     def env(self) -> dict[str, str]:
         from stream.settings import StreamSettings
@@ -244,6 +255,9 @@ class Contender:
             input_topic=self.topics.input,
             output_topic=self.topics.output,
             dlq_topic=self.topics.dlq,
+            outcomes_topic=self.topics.outcomes,
+            labelled_topic=self.topics.labelled,
+            shadow_output_topic=self.topics.shadow,
             topic_partitions=4,
             model_registry=self.registry,
             scorer_app_id=app_id,
@@ -253,13 +267,13 @@ class Contender:
             log_level="INFO",
             producer_idempotence=False,  # the benchmarks run on the embedded broker, which cannot do it
         )
-        return {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT), **self.extra_env}
+        return {**os.environ, **settings.as_env(), "PYTHONPATH": str(self.root), **self.extra_env}
 
     def start(self) -> Contender:
         with self.log_path.open("ab") as log:
             self.started_at = time.time()
             self.proc = subprocess.Popen(
-                self.command, env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                self.command, env=self.env(), cwd=self.root, stdout=log, stderr=subprocess.STDOUT
             )
         return self
 
@@ -339,11 +353,16 @@ def contender_command(name: str) -> list[str]:
 # -- output ------------------------------------------------------------------------------------
 @dataclass
 class OutputLog:
-    """What the measuring consumer saw: per record (Kafka timestamp, receive time, value)."""
+    """What the measuring consumer saw: per record (Kafka timestamp, receive time, topic, value)."""
 
     timestamps_ms: list[int] = field(default_factory=list)
     received: list[float] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+
+    def stamps_of(self, topic: str) -> list[int]:
+        """The Kafka timestamps (ms) of ``topic``'s records."""
+        return [ts for ts, t in zip(self.timestamps_ms, self.topics, strict=True) if t == topic]
 
     def __len__(self) -> int:
         return len(self.timestamps_ms)
@@ -351,7 +370,7 @@ class OutputLog:
 
 async def read_outputs(
     bootstrap: str,
-    topic: str,
+    topic: str | Sequence[str],
     *,
     expected: int,
     timeout: float,
@@ -359,12 +378,14 @@ async def read_outputs(
     fetch_max_wait_ms: int = 10,
     stop: Callable[[], bool] | None = None,
     alive: Callable[[], None] | None = None,
+    quiet: float = 0.0,
 ) -> OutputLog:
-    """Read ``topic`` from the beginning until ``expected`` records, ``timeout`` s or ``stop()``."""
+    """Read ``topic`` (or several) from the beginning until ``expected`` records in all and then
+    ``quiet`` s without a new one, ``timeout`` s or ``stop()``."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic,
+        *([topic] if isinstance(topic, str) else topic),
         **client_kwargs(bootstrap),
         group_id=None,
         auto_offset_reset="earliest",
@@ -376,16 +397,22 @@ async def read_outputs(
     await consumer.start()
     out = OutputLog()
     deadline = time.time() + timeout
+    last_new = time.time()
     try:
-        while len(out) < expected and time.time() < deadline and not (stop and stop()):
+        while time.time() < deadline and not (stop and stop()):
+            if len(out) >= expected and time.time() - last_new >= quiet:
+                break
             if alive is not None:
                 alive()
             batch = await consumer.getmany(timeout_ms=200)
             now = time.time()
+            if batch:
+                last_new = now
             for records in batch.values():
                 for r in records:
                     out.timestamps_ms.append(r.timestamp)
                     out.received.append(now)
+                    out.topics.append(r.topic)
                     if keep_values:
                         out.values.append(r.value)
     finally:
