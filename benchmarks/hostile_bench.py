@@ -47,8 +47,8 @@ from benchmarks.stream_support import (
     bench_inputs,
     bench_parser,
     choose,
-    client_kwargs,
     memory_mb,
+    produce_all,
     read_outputs,
     save_results,
     scorer_command,
@@ -58,7 +58,6 @@ RSS_TARGET_MB = 500.0
 RATIO_TARGET = 0.5
 LARGE_MIN_BYTES = 58_000
 LARGE_MAX_BYTES = 70_000
-MAX_REQUEST_BYTES = 8 << 20
 PARTS = ("memory", "rejects")
 
 
@@ -101,22 +100,6 @@ def mixed_events(valid: list[tuple[bytes, bytes]], seed: int = 1) -> list[tuple[
         out.append(record)
         out.append(large_event(i, rnd.randint(LARGE_MIN_BYTES, LARGE_MAX_BYTES)))
     return out
-
-
-async def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        **client_kwargs(bootstrap), linger_ms=5, max_batch_size=1 << 20, max_request_size=MAX_REQUEST_BYTES
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
-        await producer.flush()
-        for fut in futures:
-            await fut
-    finally:
-        await producer.stop()
 
 
 def run_phase(

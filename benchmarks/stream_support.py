@@ -227,6 +227,25 @@ def free_port() -> int:
     return _free_port()
 
 
+async def produce_all(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]], *, max_request_bytes: int = 8 << 20
+) -> None:
+    """Send ``(key, value)`` records to ``topic`` and wait until every one is acknowledged."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        **client_kwargs(bootstrap), linger_ms=5, max_batch_size=1 << 20, max_request_size=max_request_bytes
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await producer.flush()
+        for fut in futures:
+            await fut
+    finally:
+        await producer.stop()
+
+
 @dataclass
 class Contender:
     """A process under test: the scorer worker or one of :mod:`benchmarks.baselines`.
