@@ -130,20 +130,47 @@ def headline_codes(
 ) -> NDArray[np.intp]:
     """A code per row for its (group, :func:`headline_key`), numbered in order of first sighting.
 
-    ``keyed``: ``titles`` already are :func:`headline_key` values (a caller that keeps the keys of
-    rows it scores again and again, like the stream's live quality, computes each key once).
+    ``keyed``: ``titles`` are already headline keys, :func:`headline_key` values or integer codes
+    standing for them (equal code, same headline), given by a caller that measures the same rows
+    again and again (the stream's live quality) and normalizes each title once; integer codes are
+    paired with the groups without a Python loop.
     """
-    name = "headline_keys" if keyed else "titles"
+    if keyed:
+        return _keyed_codes(group_codes, titles)
     arr = np.asarray(titles, dtype=object)
     if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array of strings, got shape {arr.shape}")
-    check_same_length(groups=group_codes, **{name: arr})
+        raise ValueError(f"titles: expected a 1-D array of strings, got shape {arr.shape}")
+    check_same_length(groups=group_codes, titles=arr)
     index: dict[tuple[int, str], int] = {}
     codes = np.empty(arr.size, dtype=np.intp)
     for i, (group, title) in enumerate(zip(group_codes.tolist(), arr.tolist(), strict=True)):
         if not isinstance(title, str):
-            raise ValueError(f"{name}: expected strings, got {type(title).__name__} at row {i}")
-        codes[i] = index.setdefault((group, title if keyed else headline_key(title)), len(index))
+            raise ValueError(f"titles: expected strings, got {type(title).__name__} at row {i}")
+        codes[i] = index.setdefault((group, headline_key(title)), len(index))
+    return codes
+
+
+def _keyed_codes(group_codes: NDArray[np.intp], keys: ArrayLike) -> NDArray[np.intp]:
+    arr = np.asarray(keys)
+    if arr.ndim != 1:
+        raise ValueError(f"headline_keys: expected a 1-D array, got shape {arr.shape}")
+    check_same_length(groups=group_codes, headline_keys=arr)
+    if arr.dtype.kind == "O":
+        bad = next((k for k in arr.tolist() if not isinstance(k, str)), None)
+        if bad is not None:
+            raise ValueError(f"headline_keys: expected strings or integers, got {type(bad).__name__}")
+        arr = arr.astype(str)
+    if arr.dtype.kind not in "iuU":
+        raise ValueError(f"headline_keys: expected strings or integers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    _, key_codes = np.unique(arr, return_inverse=True)
+    key_codes = key_codes.reshape(-1).astype(np.int64)
+    pair = group_codes.astype(np.int64) * (int(key_codes.max()) + 1) + key_codes
+    _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=np.intp)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    codes: NDArray[np.intp] = rank[inverse.reshape(-1)]
     return codes
 
 
@@ -214,9 +241,9 @@ def pairwise_accuracy(
     impressions when counts are given (for every headline, so one-row headlines use
     their own ``clicks / impressions``), else the mean of its rows' ``observed_ctr``;
     the z-test uses the summed counts. ``PairwiseResult.pooled_rows`` counts the rows
-    merged away (rows minus headlines). ``headline_keys`` (each row's :func:`headline_key`,
-    computed once by a caller that scores the same rows repeatedly) pool exactly like ``titles``
-    without normalizing them again; give one or the other.
+    merged away (rows minus headlines). ``headline_keys`` (each row's :func:`headline_key`, or
+    integer codes standing for the keys, computed once by a caller that measures the same rows
+    repeatedly) pool exactly like ``titles`` without normalizing them again; give one or the other.
     """
     codes = _group_codes(groups)
     observed = as_float_array("observed_ctr", observed_ctr)
