@@ -21,7 +21,9 @@ recomputes the gauges from the windows (the worker calls it from housekeeping on
 - ``headline_scorer_live_pairwise_accuracy`` and ``..._live_pairs``:
   :func:`artifact.pairwise.pairwise_accuracy` over the rows with a group, exactly as ``evaluate``
   calls it (observed ``clicks / impressions``, predicted ``ctr_normalized``, the counts, headlines
-  pooled by title), so the live value equals ``evaluate`` on the same rows;
+  pooled by title; each title normalized once, on arrival), so the live value equals ``evaluate`` on
+  the same rows (exactly in the same row order; a pooled mean of three or more different predictions
+  may round differently in another order);
 - ``headline_scorer_live_labelled_events``: rows in the window; ``headline_scorer_label_coverage``:
   the share of the version's events scored within the last ``max_seconds`` that have a row in the
   window (the events come from :meth:`LiveQuality.scored`);
@@ -91,6 +93,8 @@ DELAY_BUCKETS: Final = (
     259200.0,
     604800.0,
 )
+#: Scored counts are kept in this many buckets per window (coverage's denominator is exact to a bucket).
+SCORED_BUCKETS: Final = 3600
 IntArray = NDArray[np.int64]
 _LABEL_RULE = re.compile(r"^(median|group_mean)(?: \(threshold (\S+)\))?$")
 
@@ -301,7 +305,8 @@ class _Series:
         self.role = role
         self.terms = terms
         self.rows: OrderedDict[str, _Row] = OrderedDict()  # by id, oldest arrival first
-        self.scored: deque[tuple[float, int]] = deque()  # (scored_at, events)
+        # scored events in buckets of SCORED_BUCKETS-th of the window: [first scored_at, events]
+        self.scored: deque[list[float]] = deque()
         self.scored_total = 0
         self._codes = codes
         self._free: list[int] = []
@@ -357,7 +362,15 @@ class _Series:
         while rows and (len(rows) > max_events or next(iter(rows.values())).arrived < horizon):
             self._release(rows.popitem(last=False)[1])
         while self.scored and self.scored[0][0] < horizon:
-            self.scored_total -= self.scored.popleft()[1]
+            self.scored_total -= int(self.scored.popleft()[1])
+
+    def add_scored(self, scored_at: float, count: int, bucket_seconds: float) -> None:
+        last = self.scored[-1] if self.scored else None
+        if last is not None and last[0] <= scored_at < last[0] + bucket_seconds:
+            last[1] += count
+        else:
+            self.scored.append([scored_at, float(count)])
+        self.scored_total += count
 
     def drop(self) -> None:
         """Release every row (the version is retired)."""
@@ -529,8 +542,7 @@ class LiveQuality:
             if series is None:
                 logger.debug("scored events of model %s (%s), which is not set: ignored", version, role)
                 return
-            series.scored.append((scored_at, count))
-            series.scored_total += count
+            series.add_scored(scored_at, count, self.max_seconds / SCORED_BUCKETS)
 
     def labelled(self, rows: Sequence[Labelled]) -> None:
         """Joined updates; rows below the minimum impressions or of versions not set are ignored."""
