@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from artifact.manifest import Manifest, Scaling
 from artifact.pairwise import pairwise_accuracy
 from artifact.scaling import TargetScaling
-from stream.quality import Labelled, LiveQuality, Role, parse_label_rule
+from stream.quality import Labelled, LiveQuality, Role
+from stream.quality_measures import parse_label_rule
 
 V1 = "20260101T000000Z-0000000a"
 V2 = "20260102T000000Z-0000000b"
