@@ -67,7 +67,8 @@ class OutcomeEvent(BaseModel):
     )
     at: AwareDatetime | None = Field(
         default=None,
-        description="RFC 3339 date-time with an offset: when the counts were taken (else the Kafka timestamp).",
+        description="RFC 3339 date-time with an offset: when the counts were taken "
+        "(else the Kafka timestamp).",
     )
 
     @field_validator("at", mode="before")
