@@ -244,6 +244,52 @@ class ScorerConsumer(faust_aiokafka.Consumer):
             hooks.committed(offsets)
         return did_commit
 
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        """The broker's high watermarks, raised to the end of what is stored (table recovery reads
+        a changelog up to these). A broker whose high watermark counts batches (the embedded
+        broker, ``KNOWN.md``) reports less than the last offset + 1 when batches hold several
+        records; faust would then stop restoring in the middle of the last batch."""
+        marks = dict(await super().highwaters(*partitions))
+        behind = {tp: mark for tp, mark in marks.items() if mark is not None and mark > 0}
+        if behind:
+            marks.update(await self._stored_ends(behind))
+        return marks
+
+    async def _stored_ends(self, marks: Mapping[TP, int], timeout: float = 30.0) -> dict[TP, int]:
+        """Read each partition from its high watermark - 1 until nothing more comes: the offset after
+        its last record (on Apache Kafka, the high watermark itself)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        conf, transport = self.app.conf, cast(Any, self.transport)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+            request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
+            **faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+        )
+        ends = {tp: int(mark) for tp, mark in marks.items()}
+        await reader.start()
+        try:
+            assigned = {TopicPartition(tp.topic, tp.partition): tp for tp in marks}
+            reader.assign(list(assigned))
+            for atp, tp in assigned.items():
+                reader.seek(atp, ends[tp] - 1)
+            pending = set(assigned)
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                fetched = await reader.getmany(*pending, timeout_ms=200)
+                for atp in list(pending):
+                    records = fetched.get(atp)
+                    if records:
+                        tp = assigned[atp]
+                        ends[tp] = max(ends[tp], records[-1].offset + 1)
+                    else:  # nothing after what was read: the end
+                        pending.discard(atp)
+        finally:
+            await reader.stop()
+        return ends
+
     def _deliverable(self, message: Any) -> bool:
         """False for records fetched before a rebalance (they are fetched again, not acked)."""
         app = self.app
