@@ -69,8 +69,10 @@ def events(ids: list[str]) -> list[tuple[bytes, bytes]]:
 
 
 def outcomes(ids: list[str], impressions: int = 500, clicks: int = 20) -> list[tuple[bytes, bytes]]:
-    body: Callable[[str], dict[str, Any]] = lambda i: {"id": i, "impressions": impressions, "clicks": clicks}
-    return [(i.encode(), json.dumps(body(i)).encode()) for i in ids]
+    return [
+        (i.encode(), json.dumps({"id": i, "impressions": impressions, "clicks": clicks}).encode())
+        for i in ids
+    ]
 
 
 def metric(worker: WorkerProcess, name: str, **labels: str) -> float:

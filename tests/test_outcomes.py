@@ -19,7 +19,10 @@ from stream.outcomes import (
 
 
 def test_a_valid_outcome_with_unknown_fields() -> None:
-    value = b'{"id": "h1", "impressions": 120, "clicks": 7, "group": "t-9", "at": "2026-03-01T10:00:00+02:00", "x": 1}'
+    value = (
+        b'{"id": "h1", "impressions": 120, "clicks": 7, "group": "t-9", '
+        b'"at": "2026-03-01T10:00:00+02:00", "x": 1}'
+    )
     outcome = decode_outcome(value, 1000)
     assert (outcome.id, outcome.impressions, outcome.clicks, outcome.group) == ("h1", 120, 7, "t-9")
     assert outcome.at == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
