@@ -335,3 +335,15 @@ def test_unreadable_entries_are_replaced(join: Join) -> None:
 
 def test_changelog_topic_follows_faust_naming() -> None:
     assert changelog_topic_name("headline-scorer") == "headline-scorer-headline-join-changelog"
+
+
+def test_the_changelog_topic_is_among_the_scorer_topics_when_the_join_is_on(tmp_path: Any) -> None:
+    from stream.settings import StreamSettings
+    from stream.topics import scorer_topics
+
+    on = StreamSettings.from_env(model_registry=tmp_path, scorer_app_id="w1", topic_partitions=3)
+    specs = {spec.name: spec for spec in scorer_topics(on)}
+    changelog = specs[changelog_topic_name("w1")]
+    assert (changelog.partitions, dict(changelog.config)) == (3, {"cleanup.policy": "compact"})
+    off = StreamSettings.from_env(model_registry=tmp_path, scorer_app_id="w1", join_enabled=False)
+    assert changelog_topic_name("w1") not in {spec.name for spec in scorer_topics(off)}
