@@ -299,6 +299,9 @@ class JoinMetrics:
         )
         for skip in SKIP_REASONS:
             self.skipped.labels(skip)
+        # children resolved once (labels() costs microseconds on the hot path)
+        self.result = {result: self.outcomes.labels(result) for result in OUTCOME_RESULTS}
+        self.key_not_id = self.skipped.labels("key_not_id")
 
 
 # --- the core -----------------------------------------------------------------------------------
@@ -320,7 +323,7 @@ class JoinOutput:
 class _Step:
     """Changes of one step, one record per key (the last state wins)."""
 
-    changed: dict[bytes, Entry | None] = field(default_factory=dict)  # None: deleted (tombstone)
+    changed: dict[bytes, bytes | None] = field(default_factory=dict)  # entry JSON; None: tombstone
     partitions: dict[bytes, int] = field(default_factory=dict)
     labelled: dict[bytes, Entry] = field(default_factory=dict)
     quality: dict[tuple[str, str], Labelled] = field(default_factory=dict)
@@ -405,10 +408,13 @@ class Join:
 
     def _save(self, key: bytes, entry: Entry, now: float, step: _Step) -> None:
         entry.touched = now
-        self.store.put(key, entry.encode())
-        self._index.pop(key, None)
-        self._index[key] = (now, entry.partition)
-        step.changed[key] = entry
+        value = entry.encode()
+        self.store.put(key, value)
+        index = self._index
+        if key in index:
+            index.move_to_end(key)
+        index[key] = (now, entry.partition)
+        step.changed[key] = value
         step.partitions[key] = entry.partition
 
     def _apply_scores(self, batch: ScoredBatch, role: Role, now: float, step: _Step) -> None:
@@ -421,7 +427,7 @@ class Join:
             key = event.id.encode()
             if record.key != key:
                 if role == "current":  # the shadow scored the same events: counted once
-                    self.metrics.skipped.labels("key_not_id").inc()
+                    self.metrics.key_not_id.inc()
                 continue
             entry = self._load(key) or Entry(id=event.id, partition=record.partition, touched=now)
             entry.partition = record.partition
@@ -448,17 +454,17 @@ class Join:
             return
         key = outcome.id.encode()
         if record.key != key:
-            self.metrics.skipped.labels("key_not_id").inc()
+            self.metrics.key_not_id.inc()
             return
         at = outcome_time_seconds(outcome, record.timestamp_ms, now)
         if at < now - self.retention_seconds:
-            self.metrics.outcomes.labels("late").inc()
+            self.metrics.result["late"].inc()
             return
         entry = self._load(key)
         if entry is not None and entry.outcome is not None:
             stored = entry.outcome
             if stored.partition == record.partition and record.offset <= stored.offset:
-                self.metrics.outcomes.labels("stale").inc()  # a re-delivery of a record already joined
+                self.metrics.result["stale"].inc()  # a re-delivery of a record already joined
                 return
             if outcome.impressions < stored.impressions or outcome.clicks < stored.clicks:
                 self._dead_letter(
@@ -471,7 +477,7 @@ class Join:
                 )
                 return
             if outcome.impressions == stored.impressions and outcome.clicks == stored.clicks:
-                self.metrics.outcomes.labels("stale").inc()
+                self.metrics.result["stale"].inc()
                 return
         if entry is None:
             entry = Entry(id=outcome.id, partition=record.partition, touched=now)
@@ -479,9 +485,9 @@ class Join:
         entry.outcome = _outcome(outcome, at, record)
         self._save(key, entry, now, step)
         if entry.current_score() is None and not entry.scores:
-            self.metrics.outcomes.labels("pending").inc()
+            self.metrics.result["pending"].inc()
             return
-        self.metrics.outcomes.labels("matched").inc()
+        self.metrics.result["matched"].inc()
         step.labelled[key] = entry
         for version in entry.scores:
             self._quality_row(entry, version, step)
@@ -525,9 +531,8 @@ class Join:
 
     def _finish(self, step: _Step) -> JoinOutput:
         out = JoinOutput(dead_letters=step.dead_letters)
-        for key, entry in step.changed.items():
-            value = None if entry is None else entry.encode()
-            out.changelog.append(OutRecord(key, value, partition=step.partitions[key]))
+        partitions = step.partitions
+        out.changelog = [OutRecord(key, value, (), partitions[key]) for key, value in step.changed.items()]
         for key, entry in step.labelled.items():
             row = labelled_row(entry)
             if row is not None:
