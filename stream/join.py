@@ -58,7 +58,6 @@ from stream.dlq import (
     OutcomeDeadLetterReason,
     dead_letter_headers,
     dead_letter_record,
-    rfc3339_utc,
 )
 from stream.events import EventRejected
 from stream.outcomes import OutcomeEvent, decode_outcome, outcome_time_seconds
@@ -620,7 +619,8 @@ def labelled_row(entry: Entry) -> bytes | None:
             "score_ctr": score.ctr,
             "score_ctr_normalized": score.ctr_normalized,
             "score_quality_prob": score.quality_prob,
-            "scored_at": rfc3339_utc(score.scored_at),
-            "outcome_at": rfc3339_utc(outcome.at),
-        }
+            "scored_at": _utc(score.scored_at),
+            "outcome_at": _utc(outcome.at),
+        },
+        option=orjson.OPT_UTC_Z,
     )

@@ -171,8 +171,8 @@ def test_score_then_outcome_matches_and_writes_a_labelled_row(
         "score_ctr": pytest.approx(0.01),
         "score_ctr_normalized": pytest.approx(0.1),
         "score_quality_prob": pytest.approx(0.2),
-        "scored_at": "2027-01-15T08:00:00.000Z",
-        "outcome_at": "2027-01-15T08:00:00.000Z",
+        "scored_at": "2027-01-15T08:00:00Z",
+        "outcome_at": "2027-01-15T08:00:00Z",
     }
     assert [(r.id, r.model_version, r.role, r.impressions, r.clicks, r.group) for r in quality.rows] == [
         ("a", "v1", "current", 200, 9, "g1")
