@@ -66,6 +66,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from artifact.errors import HeadlineScorerError
 from artifact.registry import Registry
 from artifact.runtime import ScoringModel
+from stream import quality
 from stream.drift import SlidingWindowDrift
 from stream.faust_adapter import (
     AdapterConfig,
@@ -229,7 +230,9 @@ class ScorerWorker:
         self.join.set_model(model.version, "current", model.manifest)
         # the shadow version's holder attribute (stream/shadow.py); absent without shadow scoring
         shadow = getattr(self.holder, "shadow_model", None)
-        if shadow is not None:
+        if shadow is None:
+            self.join.set_model(None, "shadow")
+        else:
             self.join.set_model(shadow.version, "shadow", shadow.manifest)
 
     # -- the join table (BatchHooks) --------------------------------------------------------------
@@ -509,15 +512,15 @@ def build_app(
 
 def live_quality(
     settings: StreamSettings, registry: CollectorRegistry, clock: Callable[[], float]
-) -> LiveQuality | None:
-    """The live-quality exporter the join feeds (``stream/quality.py``); None: not exported.
-
-    HOOK: returns None until ``stream.quality.LiveQuality`` exists on this branch; then it builds
-    ``LiveQuality(registry, max_events=settings.quality_window_events,
-    max_seconds=settings.quality_window_seconds, min_impressions=settings.quality_min_impressions,
-    clock=clock)``.
-    """
-    return None
+) -> LiveQuality:
+    """The live-quality gauges the join feeds (``stream/quality.py``), on the worker's registry."""
+    return quality.LiveQuality(
+        registry,
+        max_events=settings.quality_window_events,
+        max_seconds=settings.quality_window_seconds,
+        min_impressions=settings.quality_min_impressions,
+        clock=clock,
+    )
 
 
 def _wire(worker: ScorerWorker) -> None:

@@ -61,6 +61,7 @@ from stream.dlq import (
 )
 from stream.events import EventRejected
 from stream.outcomes import OutcomeEvent, decode_outcome, outcome_time_seconds
+from stream.quality import Labelled, Role
 from stream.sink import OutRecord
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ MAX_VERSIONS_PER_ENTRY: Final = 8
 #: Most entries one sweep deletes (the rest wait for the next one, the scoring thread is shared).
 MAX_EXPIRED_PER_SWEEP: Final = 20_000
 
-Role = Literal["current", "shadow"]
 OutcomeResult = Literal["matched", "pending", "stale", "late"]
 OUTCOME_RESULTS: Final[tuple[OutcomeResult, ...]] = get_args(OutcomeResult)
 ExpiredSide = Literal["score", "outcome"]
@@ -91,28 +91,12 @@ def changelog_topic_name(app_id: str) -> str:
 # --- live quality (stream/quality.py implements it) ---------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Labelled:
-    """One (id, model version) with its latest outcome (what live quality is computed from)."""
-
-    id: str
-    title: str
-    group: str | None
-    model_version: str
-    role: Role
-    ctr: float
-    ctr_normalized: float
-    quality_prob: float
-    impressions: int
-    clicks: int
-    scored_at: float
-    outcome_at: float
-
-
 class LiveQuality(Protocol):
-    """Live model quality from the joined outcomes (``stream/quality.py``); called on the scoring thread."""
+    """What the join calls of live quality (``stream.quality.LiveQuality``), on the scoring thread."""
 
     def set_model(self, version: str, role: Role, manifest: Manifest) -> None: ...
+
+    def clear(self, role: Role) -> None: ...
 
     def scored(self, version: str, role: Role, scored_at: float, count: int) -> None: ...
 
@@ -354,17 +338,23 @@ class Join:
         self.clock = clock
         # id -> (touched, partition), oldest first: what the retention sweep walks
         self._index: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
-        self._models: dict[tuple[str, Role], str] = {}
+        self._models: dict[Role, str | None] = {}  # the version live quality knows per role
 
     def __len__(self) -> int:
         return len(self._index)
 
     # -- models ----------------------------------------------------------------------------------
-    def set_model(self, version: str, role: Role, manifest: Manifest) -> None:
-        """Tell live quality about a model version (once per version and role)."""
-        if self.quality is None or self._models.get((version, role)) == version:
+    def set_model(self, version: str | None, role: Role, manifest: Manifest | None = None) -> None:
+        """Tell live quality which version serves in ``role`` (None: none, a shadow that was cleared);
+        it is told only when that changes."""
+        if self.quality is None or self._models.get(role) == version:
             return
-        self._models[(version, role)] = version
+        if version is None or manifest is None:
+            if self._models.get(role) is not None:
+                self.quality.clear(role)
+            self._models[role] = None
+            return
+        self._models[role] = version
         self.quality.set_model(version, role, manifest)
 
     # -- the hot path ----------------------------------------------------------------------------

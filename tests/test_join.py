@@ -14,15 +14,8 @@ from prometheus_client import CollectorRegistry
 from artifact.runtime import ScoreBatch
 from stream.dlq import HEADER_REASON, OUTCOME_DEAD_LETTER_REASONS
 from stream.events import HeadlineEvent
-from stream.join import (
-    DictStore,
-    Entry,
-    Join,
-    JoinMetrics,
-    Labelled,
-    Role,
-    changelog_topic_name,
-)
+from stream.join import DictStore, Entry, Join, JoinMetrics, changelog_topic_name
+from stream.quality import Labelled, Role
 from stream.scoring import InRecord, ScoredBatch
 from stream.sink import OutRecord
 
@@ -49,6 +42,9 @@ class RecordingQuality:
 
     def set_model(self, version: str, role: Role, manifest: Any) -> None:
         self.models.append((version, role))
+
+    def clear(self, role: Role) -> None:
+        self.models.append(("-", role))
 
     def scored(self, version: str, role: Role, scored_at: float, count: int) -> None:
         self.scored_calls.append((version, role, scored_at, count))
@@ -347,3 +343,13 @@ def test_the_changelog_topic_is_among_the_scorer_topics_when_the_join_is_on(tmp_
     assert (changelog.partitions, dict(changelog.config)) == (3, {"cleanup.policy": "compact"})
     off = StreamSettings.from_env(model_registry=tmp_path, scorer_app_id="w1", join_enabled=False)
     assert changelog_topic_name("w1") not in {spec.name for spec in scorer_topics(off)}
+
+
+def test_live_quality_is_told_when_a_role_changes_version(join: Join, quality: RecordingQuality) -> None:
+    manifest: Any = object()
+    for version, role in [("v1", "current"), ("v1", "current"), ("v2", "shadow"), ("v2", "shadow")]:
+        join.set_model(version, role, manifest)  # type: ignore[arg-type]
+    join.set_model(None, "shadow")
+    join.set_model(None, "shadow")
+    join.set_model("v2", "shadow", manifest)
+    assert quality.models == [("v1", "current"), ("v2", "shadow"), ("-", "shadow"), ("v2", "shadow")]

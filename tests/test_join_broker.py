@@ -164,6 +164,15 @@ def test_outcomes_before_and_after_their_scores_match_and_bad_ones_are_dead_lett
         assert m["headline_scorer_outcomes_dead_lettered_total{reason=counts_decreased}"] == 1
         assert m["headline_scorer_outcomes_dead_lettered_total{reason=not_json}"] == 1
         assert m["headline_scorer_join_entries{}"] == len(early + late)
+        # live quality is fed by the join (every joined outcome has >= QUALITY_MIN_IMPRESSIONS = 100)
+        version = rows[late[0]]["model_version"]
+        labels = {"model_version": version, "role": "current"}
+        wait_for(
+            lambda: metric(worker, "headline_scorer_live_labelled_events", **labels) == len(early + late),
+            "live quality over the joined rows",
+            30.0,
+            worker,
+        )
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 

@@ -12,6 +12,7 @@ import pytest
 
 from stream.app import build_app, faust_kwargs
 from stream.faust_adapter import ScorerFaustApp
+from stream.quality import LiveQuality
 from stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ def test_build_app_carries_the_settings_into_faust(tmp_path: Path) -> None:
     assert app.adapter_config.batch_topics == (settings.input_topic, settings.outcomes_topic)
     assert app.adapter_config.join_table == "headline-join"
     assert app.join_table is not None and worker.join is not None
+    assert isinstance(worker.join.quality, LiveQuality)
     assert app.join_table.changelog_topic.get_topic_name() == "scorer-x-headline-join-changelog"
     assert app.join_table.changelog_topic.partitions in (None, settings.topic_partitions)
     assert (app.join_table.key_serializer, app.join_table.value_serializer) == ("raw", "raw")
