@@ -185,41 +185,37 @@ class ScorerWorker:
                 )
             )
             self._last_offsets[(msg.topic, msg.partition)] = msg.offset
-        if self.join is not None:
-            await self._process_joined(model, records)
-            return
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._score_pool, self.batch_scorer.process, model, records)
+        joined: JoinOutput | None = None
+        if self.join is None:
+            result = await loop.run_in_executor(self._score_pool, self.batch_scorer.process, model, records)
+        else:
+            result, joined = await loop.run_in_executor(
+                self._score_pool, self._score_and_join, model, records
+            )
         sink = self.start_sink()
         await sink.ensure_topics((self.settings.output_topic, self.settings.dlq_topic))
         await sink.send(self.settings.output_topic, result.scores)
         await sink.send(self.settings.dlq_topic, result.dead_letters)
+        if joined is not None:
+            await self._send_joined(sink, joined)
         self.health.processed()
 
-    async def _process_joined(self, model: ScoringModel, records: list[InRecord]) -> None:
+    async def _send_joined(self, sink: BatchSink, joined: JoinOutput) -> None:
+        """The join's bad outcomes, changelog records and labelled rows (the commit gate covers them)."""
         settings = self.settings
-        events = [r for r in records if r.topic == settings.input_topic]
-        outcomes = [r for r in records if r.topic != settings.input_topic]
-        loop = asyncio.get_running_loop()
-        result, joined = await loop.run_in_executor(
-            self._score_pool, self._score_and_join, model, events, outcomes
-        )
-        sink = self.start_sink()
         changelog = changelog_topic_name(settings.scorer_app_id)
-        await sink.ensure_topics(
-            (settings.output_topic, settings.dlq_topic, changelog, settings.labelled_topic)
-        )
-        await sink.send(settings.output_topic, result.scores)
-        await sink.send(settings.dlq_topic, [*result.dead_letters, *joined.dead_letters])
+        await sink.ensure_topics((changelog, settings.labelled_topic))
+        await sink.send(settings.dlq_topic, joined.dead_letters)
         await sink.send(changelog, joined.changelog)
         await sink.send(settings.labelled_topic, joined.labelled)
-        self.health.processed()
 
-    def _score_and_join(
-        self, model: ScoringModel, events: list[InRecord], outcomes: list[InRecord]
-    ) -> tuple[BatchResult, JoinOutput]:
-        """Score the events and join scores and outcomes (scoring thread)."""
+    def _score_and_join(self, model: ScoringModel, records: list[InRecord]) -> tuple[BatchResult, JoinOutput]:
+        """Score the batch's events, then join scores and outcomes (scoring thread)."""
         assert self.join is not None
+        input_topic = self.settings.input_topic
+        events = [r for r in records if r.topic == input_topic]
+        outcomes = [r for r in records if r.topic != input_topic]
         result = self.batch_scorer.process(model, events) if events else BatchResult()
         self._tell_quality_models(model)
         return result, self.join.apply(result.scored, result.shadow, outcomes)
