@@ -184,6 +184,11 @@ class Entry:
     outcome: Outcome | None = None
 
     def encode(self) -> bytes:
+        """The entry's JSON; copied to its exact size (orjson returns a buffer of at least 4 KB,
+        which the store would keep for every id)."""
+        return bytes(memoryview(self._json()))
+
+    def _json(self) -> bytes:
         return orjson.dumps(
             {
                 "id": self.id,

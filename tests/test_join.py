@@ -353,3 +353,17 @@ def test_live_quality_is_told_when_a_role_changes_version(join: Join, quality: R
     join.set_model(None, "shadow")
     join.set_model("v2", "shadow", manifest)
     assert quality.models == [("v1", "current"), ("v2", "shadow"), ("-", "shadow"), ("v2", "shadow")]
+
+
+def test_stored_entries_take_their_size_not_a_buffer(join: Join) -> None:
+    import tracemalloc
+
+    batches = [scored_batch([f"m-{b}-{i}" for i in range(100)], offset=100 * b) for b in range(10)]
+    tracemalloc.start()
+    try:
+        for batch in batches:
+            join.apply(scored=[batch])
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held / len(join) < 1500  # bytes per id: the entry JSON (~250 bytes), its key and index slot
