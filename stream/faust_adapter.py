@@ -1,9 +1,10 @@
 """The one module that touches faust's and aiokafka's internals.
 
 faust runs the consumer group, the fetches, offset tracking and commits, the
-producer, the web server and the timers. The scorer needs five things faust
-does not offer publicly; each is done here, in a subclass or a small function,
-so faust itself stays unpatched and an upgrade that breaks an assumption fails
+producer, the web server, the timers and the join's table (its changelog and
+restore). The scorer needs the things below that faust does not offer
+publicly; each is done here, in a subclass or a small function, so faust
+itself stays unpatched and an upgrade that breaks an assumption fails
 ``tests/test_faust_adapter.py`` instead of the stream:
 
 * **Fetch wait.** faust hard-codes ``fetch_max_wait_ms=1500`` for its worker
@@ -31,7 +32,9 @@ so faust itself stays unpatched and an upgrade that breaks an assumption fails
   tell the worker when the store is being restored and when it is complete
   (after the records buffered by faust's recovery are applied: on a broker whose
   high watermark counts batches, faust stops reading at the last batch's first
-  record and buffers the rest).
+  record and buffers the rest). :meth:`ScorerConsumer.highwaters` therefore
+  reports the offset after the last stored record: the broker's high watermark,
+  raised by reading the partition from there to its end.
 * **Commit gate.** Before every offset commit, after faust flushed the producer,
   :meth:`BatchHooks.verify_before_commit` must pass (it proves the outputs are
   stored, ``stream/sink.py``); :meth:`BatchHooks.commit_refusal` refuses commits
