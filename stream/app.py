@@ -75,6 +75,7 @@ from stream.metrics import ScorerMetrics
 from stream.reload import Loader, ModelHolder
 from stream.scoring import BatchScorer, InRecord
 from stream.settings import StreamSettings
+from stream.shadow import ShadowMetrics, ShadowScorer
 from stream.sink import BatchSink, DeliveryLedger
 from stream.topics import DLQ_MAX_MESSAGE_BYTES
 
@@ -173,9 +174,12 @@ class ScorerWorker:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._score_pool, self.batch_scorer.process, model, records)
         sink = self.start_sink()
-        await sink.ensure_topics((self.settings.output_topic, self.settings.dlq_topic))
+        shadow_topic = (self.settings.shadow_output_topic,) if result.shadow_scores else ()
+        await sink.ensure_topics((self.settings.output_topic, self.settings.dlq_topic, *shadow_topic))
         await sink.send(self.settings.output_topic, result.scores)
         await sink.send(self.settings.dlq_topic, result.dead_letters)
+        if result.shadow_scores:  # the shadow version's scores: never on the output topic
+            await sink.send(self.settings.shadow_output_topic, result.shadow_scores)
         self.health.processed()
 
     def commit_refusal(self) -> BaseException | None:
@@ -334,6 +338,7 @@ def build_app(
     """A fresh faust app and its collaborators (tests build several per process)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ScorerMetrics(registry, clock=clock)
+    shadow_metrics = ShadowMetrics(registry) if settings.shadow_enabled else None
     holder = ModelHolder(
         Registry(Path(settings.model_registry)),
         metrics,
@@ -341,7 +346,18 @@ def build_app(
         rows_per_call=settings.onnx_rows_per_call,
         loader=loader,
         warm_batch=settings.batch_max_events,
+        shadow=settings.shadow_enabled,
+        shadow_metrics=shadow_metrics,
     )
+    shadow = None
+    if shadow_metrics is not None:
+        shadow = ShadowScorer(
+            shadow_metrics,
+            lambda: holder.shadow_model,
+            window_events=settings.drift_window_events,
+            window_seconds=settings.drift_window_seconds,
+            clock=clock,
+        )
 
     def drift_factory(model: ScoringModel) -> SlidingWindowDrift:
         return SlidingWindowDrift.from_mapping(
@@ -361,6 +377,7 @@ def build_app(
             max_dead_letter_bytes=settings.dlq_max_record_bytes,
             drift_factory=drift_factory,
             clock=clock,
+            shadow=shadow,
         ),
         health=Health(
             clock=clock,
