@@ -1,0 +1,112 @@
+"""Shadow scoring end to end: a real worker process on the real broker with a registry whose SHADOW
+names the second version. Its scores reach SHADOW_OUTPUT_TOPIC and never OUTPUT_TOPIC; clearing
+SHADOW stops them; the shadow metrics are on /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from artifact.registry import Registry
+from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+TITLES = [
+    "Ten things nobody tells you about saving for retirement",
+    "City council approves new bike lanes downtown",
+    "Why this tiny startup is taking on the cloud giants",
+    "Scientists discover a new species of deep-sea fish",
+]
+
+
+def _events(n: int, prefix: str) -> list[tuple[bytes, bytes]]:
+    return [(f"{prefix}-{i}".encode(), event(f"{prefix}-{i}", TITLES[i % len(TITLES)])) for i in range(n)]
+
+
+def _wait_for(
+    worker: WorkerProcess, check: Callable[[dict[str, float]], bool], what: str, timeout: float = 30.0
+) -> dict[str, float]:
+    """The worker's /metrics once ``check`` holds on them (polled)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = worker.metrics()
+        if check(metrics):
+            return metrics
+        assert time.monotonic() < deadline, f"{what} never happened:\n{worker.log()[-3000:]}"
+        time.sleep(0.2)
+
+
+def test_a_shadow_version_publishes_to_its_own_topic_only(kafka_bootstrap: str, tmp_path: Path) -> None:
+    template, current, shadow = template_registry()
+    root = Path(shutil.copytree(template, tmp_path / "registry"))
+    registry = Registry(root)
+    registry.set_shadow(shadow)
+    topics = Topics.unique()
+    tag = uuid.uuid4().hex[:8]
+    shadow_topic = f"scores-shadow-{tag}"
+    worker = WorkerProcess(
+        kafka_bootstrap,
+        root,
+        topics,
+        f"t-{tag}",
+        tmp_path / "worker.log",
+        extra_env={
+            "SHADOW_OUTPUT_TOPIC": shadow_topic,
+            "OUTCOMES_TOPIC": f"outcomes-{tag}",
+            "LABELLED_TOPIC": f"labelled-{tag}",
+        },
+    ).start()
+    try:
+        worker.wait_ready()
+        info = f"headline_scorer_shadow_model_info{{version={shadow}}}"
+        _wait_for(worker, lambda m: m.get(info) == 1, "shadow loaded")
+        n = 300
+        asyncio.run(produce(kafka_bootstrap, topics.input, _events(n, "a")))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output, shadow_topic], 2 * n))
+        main = [json.loads(v) for t, _, v, _ in out if t == topics.output and v is not None]
+        shadowed = [json.loads(v) for t, _, v, _ in out if t == shadow_topic and v is not None]
+        assert len(main) == n and len(shadowed) == n  # read to the end: nothing more on either topic
+        assert (
+            sorted(s["id"] for s in main)
+            == sorted(s["id"] for s in shadowed)
+            == sorted(f"a-{i}" for i in range(n))
+        )
+        assert {s["model_version"] for s in main} == {current}
+        assert {s["model_version"] for s in shadowed} == {shadow}
+        keys = {k for t, k, _, _ in out if t == shadow_topic}
+        assert keys == {f"a-{i}".encode() for i in range(n)}
+
+        agreement = f"headline_scorer_shadow_agreement{{measure=quality_label,model_version={shadow}}}"
+        metrics = _wait_for(  # published by the next housekeeping tick
+            worker, lambda m: not math.isnan(m.get(agreement, math.nan)), "agreement published"
+        )
+        assert metrics["headline_scorer_shadow_events_scored_total{}"] == n
+        assert metrics["headline_scorer_shadow_errors_total{}"] == 0
+        assert metrics["headline_scorer_events_scored_total{}"] == n  # the main count is the main's only
+        # both versions come from the same checkpoint: they agree exactly
+        assert metrics[agreement] == 1.0
+        mae = f"headline_scorer_shadow_agreement{{measure=ctr_normalized_mae,model_version={shadow}}}"
+        assert metrics[mae] == pytest.approx(0.0, abs=1e-9)
+
+        # SHADOW cleared: the worker unloads it and publishes no more shadow scores
+        assert registry.clear_shadow() == shadow
+        _wait_for(worker, lambda m: info not in m, "shadow unloaded")
+        asyncio.run(produce(kafka_bootstrap, topics.input, _events(100, "b")))
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output, shadow_topic], 2 * n + 100))
+        assert len([1 for t, *_ in out if t == topics.output]) == n + 100
+        assert len([1 for t, *_ in out if t == shadow_topic]) == n
+        metrics = worker.metrics()
+        assert metrics["headline_scorer_shadow_events_scored_total{}"] == n
+        assert not [k for k in metrics if k.startswith("headline_scorer_shadow_agreement{")]
+        assert metrics["headline_scorer_model_reload_failures_total{reason=shadow_load_failed}"] == 0
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
