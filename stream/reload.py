@@ -25,7 +25,7 @@ The shadow version (the registry's ``SHADOW``, ``stream/shadow.py``) is loaded
 and hot-reloaded the same way beside the current one when the holder is built
 with ``shadow=True``: :attr:`ModelHolder.shadow_model`. Its failures are
 settled once by the same rules and counted under their own reasons
-(``bad_shadow``, ``shadow_load_failed``, ``shadow_canary_failed``,
+(``shadow_bad_pointer``, ``shadow_load_failed``, ``shadow_canary_failed``,
 ``shadow_version_mismatch``); they never touch the current model, and a
 shadow version that fails to load is not scored (a previous shadow version is
 unloaded: ``SHADOW`` no longer names it). ``SHADOW`` removed (or naming the
@@ -53,7 +53,7 @@ ReloadFailure = Literal[
     "load_failed",
     "canary_failed",
     "version_mismatch",
-    "bad_shadow",
+    "shadow_bad_pointer",
     "shadow_load_failed",
     "shadow_canary_failed",
     "shadow_version_mismatch",
@@ -300,16 +300,16 @@ class ModelHolder:
             logger.info("shadow model %s loaded, replacing the shadow %s", model.version, previous)
 
     def _read_shadow(self) -> tuple[bool, str | None]:
-        """(readable, the version ``SHADOW`` names); a failure is counted once (``bad_shadow``)."""
+        """(readable, the version ``SHADOW`` names); a failure is counted once (``shadow_bad_pointer``)."""
         try:
             shadow = self._registry.shadow_version()
         except RegistryError as exc:
-            failure: tuple[ReloadFailure, str] = ("bad_shadow", str(exc))
+            failure: tuple[ReloadFailure, str] = ("shadow_bad_pointer", str(exc))
             if failure == self._shadow_failure:
                 logger.debug("SHADOW still unusable: %s", exc)
                 return False, None
             self._shadow_failure = failure
-            self._metrics.reload_failed("bad_shadow")
+            self._metrics.reload_failed("shadow_bad_pointer")
             logger.error("cannot use the registry's SHADOW (the current model is not affected): %s", exc)
             return False, None
         if self._shadow_failure is not None:

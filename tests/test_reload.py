@@ -390,10 +390,10 @@ def test_a_garbage_shadow_is_counted_once_and_the_current_keeps_reloading(
     _shadow(root, "../../etc/passwd")
     assert [holder.poll() for _ in range(10)] == [False] * 10
     assert holder.shadow_version == V3  # an unreadable SHADOW changes nothing
-    assert _failures(prom) == _only("bad_shadow")
+    assert _failures(prom) == _only("shadow_bad_pointer")
     _point(root, V2)
     assert holder.poll() is True and holder.version == V2
-    assert _failures(prom) == _only("bad_shadow")  # still the same failure: not counted again
+    assert _failures(prom) == _only("shadow_bad_pointer")  # still the same failure: not counted again
     _shadow(root, V1)
     holder.poll()
     assert holder.shadow_version == V1 and holder.version == V2
