@@ -253,8 +253,8 @@ class ModelHolder:
         if not readable:
             return  # an unreadable SHADOW changes nothing (counted once)
         if shadow is not None and shadow == self._serving_dir:
-            if self._shadow_is_current != shadow:
-                logger.warning("SHADOW names the current version %s: there is nothing to shadow", shadow)
+            if self._shadow_is_current != shadow:  # also for a moment while the shadow is promoted
+                logger.info("SHADOW names the current version %s: there is nothing to shadow", shadow)
             self._shadow_is_current = shadow
             shadow = None
         else:
