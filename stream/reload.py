@@ -282,11 +282,13 @@ class ModelHolder:
                 )
                 return
             self._warm_up(model)
-        except HeadlineScorerError as exc:
+        except Exception as exc:  # whatever breaks in a shadow load (warm-up included) stays here
             reason: ReloadFailure = (
                 "shadow_canary_failed" if isinstance(exc, CanaryError) else "shadow_load_failed"
             )
-            self._reject_shadow(shadow, fingerprint, reason, str(exc))
+            self._reject_shadow(
+                shadow, fingerprint, reason, str(exc) if isinstance(exc, HeadlineScorerError) else repr(exc)
+            )
             return
         previous = self.shadow_version
         self.shadow_model = model

@@ -182,7 +182,10 @@ class BatchScorer:
             snapshot = self.drift.compute()
             self.metrics.set_drift(snapshot.psi, snapshot.unseen_share)
         if self.shadow is not None:
-            self.shadow.publish()
+            try:
+                self.shadow.publish()
+            except Exception:  # observability of the shadow never stops the housekeeping
+                logger.exception("publishing the shadow agreement failed")
 
     def _drift_for(self, model: ScoringModel) -> SlidingWindowDrift | None:
         """The drift window of the serving model (a new model brings a new reference)."""

@@ -422,3 +422,27 @@ def test_without_shadow_enabled_the_shadow_is_never_read(tmp_path: Path, prom: C
     holder = _shadow_holder(root, prom, loader, shadow=False)
     assert holder.poll() is True and holder.poll() is False
     assert holder.shadow_model is None and loader.calls == [V1] and _shadow_info(prom) == {}
+
+
+def test_an_unexpected_error_loading_the_shadow_stays_with_the_shadow(
+    tmp_path: Path, prom: CollectorRegistry
+) -> None:
+    root = tmp_path / "registry"
+    _version(root, V1)
+    _version(root, V2, manifest_says="crash")
+    _point(root, V1)
+    _shadow(root, V2)
+
+    class CrashingLoader(CountingLoader):
+        def __call__(self, path: Path) -> ScoringModel:
+            if (path / "manifest.json").read_text() == "crash":
+                self.calls.append(path.name)
+                raise RuntimeError("onnxruntime fell over")
+            return super().__call__(path)
+
+    loader = CrashingLoader()
+    holder = _shadow_holder(root, prom, loader)
+    assert [holder.poll() for _ in range(3)] == [True, False, False]  # poll() itself never raises
+    assert holder.version == V1 and holder.shadow_model is None and loader.calls == [V1, V2]
+    assert _failures(prom) == _only("shadow_load_failed")
+    assert "onnxruntime fell over" in holder.rejected[V2]
