@@ -205,4 +205,11 @@ def format_evidence(evidence: Evidence) -> str:
     lines.extend(name.ljust(width) + "".join(v.ljust(col) for v in values).rstrip() for name, values in rows)
     agreement = ", ".join(f"{m} {_fmt(v)}" for m, v in evidence.agreement.items())
     lines.append(f"shadow agreement of {evidence.candidate.version} with the current version: {agreement}")
+    candidate = evidence.candidate
+    if not math.isfinite(candidate.labelled_events) and not any(
+        math.isfinite(v) for v in evidence.agreement.values()
+    ):
+        lines.append(
+            f"no worker reports {candidate.version} as shadow: mark it with `models shadow` for evidence"
+        )
     return "\n".join(lines)

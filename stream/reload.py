@@ -62,7 +62,7 @@ ReloadFailure = Literal[
 The ``shadow`` reasons are the shadow version's: the current model is not affected by them."""
 RELOAD_FAILURE_REASONS: Final[tuple[ReloadFailure, ...]] = get_args(ReloadFailure)
 SHADOW_FAILURE_REASONS: Final[frozenset[ReloadFailure]] = frozenset(
-    r for r in RELOAD_FAILURE_REASONS if "shadow" in r
+    r for r in RELOAD_FAILURE_REASONS if r.startswith("shadow_")
 )
 
 #: What a version directory held when it was tried: (relative path, size, mtime ns, inode) per entry.

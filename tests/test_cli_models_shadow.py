@@ -211,6 +211,7 @@ def test_promote_refuses_without_the_evidence_it_was_asked_for(registry: tuple[P
     )
     assert forced.exit_code == 0, explain(forced)
     assert "promoting anyway" in forced.stderr and "live evidence from 0 of 1 worker(s)" in forced.stdout
+    assert f"no worker reports {second} as shadow" in forced.stdout
     assert Registry(root).current_version() == second
     plain = invoke("models", "promote", first, "--registry", root)
     assert plain.exit_code == 0 and "no live evidence read" in plain.stdout, explain(plain)
