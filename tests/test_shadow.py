@@ -10,6 +10,8 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import numpy as np
@@ -56,6 +58,8 @@ class FakeModel:
         self.nan_on = nan_on
         self.extra_row = extra_row
         self.calls: list[list[str]] = []
+        # what ModelHolder's warm-up reads
+        self.manifest = SimpleNamespace(canaries=[SimpleNamespace(title="A canary headline")])
 
     def score(self, titles: Sequence[str], categories: Sequence[str | None]) -> ScoreBatch:
         self.calls.append(list(titles))
@@ -290,3 +294,39 @@ def test_shadow_model_info_names_exactly_the_loaded_version() -> None:
     assert info() == {CURRENT: 1.0}
     metrics.set_shadow_model(None)
     assert info() == {}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_build_app_wires_the_shadow_only_when_enabled(tmp_path: Path, enabled: bool) -> None:
+    from prometheus_client import generate_latest
+
+    from artifact.registry import CURRENT_FILE, SHADOW_FILE, atomic_write_text
+    from stream.app import build_app
+    from stream.settings import StreamSettings
+
+    for version in (CURRENT, SHADOW):
+        (tmp_path / version).mkdir()
+    atomic_write_text(tmp_path / CURRENT_FILE, CURRENT + "\n")
+    atomic_write_text(tmp_path / SHADOW_FILE, SHADOW + "\n")
+    loaded: list[str] = []
+
+    def loader(path: Path) -> ScoringModel:
+        loaded.append(path.name)
+        return _model(FakeModel(path.name))
+
+    worker = build_app(
+        StreamSettings.from_env(model_registry=tmp_path, shadow_enabled=enabled, batch_max_events=1),
+        loader=loader,
+    )
+    assert worker.holder.poll() is True
+    out = worker.batch_scorer.process(worker.holder.model, _records(_values()))  # type: ignore[arg-type]
+    page = generate_latest(worker.registry).decode()
+    if enabled:
+        assert loaded == [CURRENT, SHADOW] and worker.holder.shadow_version == SHADOW
+        assert {json.loads(r.value or b"")["model_version"] for r in out.shadow_scores} == {SHADOW}
+        assert f'headline_scorer_shadow_model_info{{version="{SHADOW}"}} 1.0' in page
+    else:
+        assert loaded == [CURRENT] and worker.holder.shadow_model is None
+        assert worker.batch_scorer.shadow is None and out.shadow_scores == []
+        assert "headline_scorer_shadow_" not in page
+    assert len(out.scores) == len(TITLES)
