@@ -193,8 +193,10 @@ class ShadowScorer:
 
     def process(self, out: BatchResult) -> None:
         """Fill ``out.shadow`` and ``out.shadow_scores`` for ``out.scored``; never raises."""
+        if not out.scored:
+            return
         model = self._model()
-        if model is None or not out.scored:
+        if model is None:
             return
         try:
             self._process(model, out)

@@ -330,3 +330,57 @@ def test_build_app_wires_the_shadow_only_when_enabled(tmp_path: Path, enabled: b
         assert worker.batch_scorer.shadow is None and out.shadow_scores == []
         assert "headline_scorer_shadow_" not in page
     assert len(out.scores) == len(TITLES)
+
+
+class RecordingSink:
+    """What the worker hands to the sink: the topics it checks and the records per topic."""
+
+    def __init__(self) -> None:
+        self.ensured: list[tuple[str, ...]] = []
+        self.sent: dict[str, list[bytes | None]] = {}
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        self.ensured.append(tuple(topics))
+
+    async def send(self, topic: str, records: Sequence[Any]) -> int:
+        self.sent.setdefault(topic, []).extend(r.value for r in records)
+        return len(records)
+
+
+def test_the_worker_sends_shadow_scores_to_the_shadow_topic_only(tmp_path: Path) -> None:
+    import asyncio
+
+    from artifact.registry import CURRENT_FILE, SHADOW_FILE, atomic_write_text
+    from stream.app import build_app
+    from stream.settings import StreamSettings
+
+    for version in (CURRENT, SHADOW):
+        (tmp_path / version).mkdir()
+    atomic_write_text(tmp_path / CURRENT_FILE, CURRENT + "\n")
+    atomic_write_text(tmp_path / SHADOW_FILE, SHADOW + "\n")
+    settings = StreamSettings.from_env(model_registry=tmp_path)
+    worker = build_app(settings, loader=lambda path: _model(FakeModel(path.name)))
+    sink = RecordingSink()
+    worker.sink = sink  # type: ignore[assignment]
+    messages = [
+        SimpleNamespace(
+            key=r.key, value=r.value, topic=r.topic, partition=r.partition, offset=r.offset, timestamp=1.0
+        )
+        for r in _records(_values())
+    ]
+    try:
+        worker.holder.poll()
+        asyncio.run(worker.handle_batch(messages))
+        assert sink.ensured == [(settings.output_topic, settings.dlq_topic, settings.shadow_output_topic)]
+        main = [json.loads(v or b"") for v in sink.sent[settings.output_topic]]
+        shadow = [json.loads(v or b"") for v in sink.sent[settings.shadow_output_topic]]
+        assert {s["model_version"] for s in main} == {CURRENT} and len(main) == len(TITLES)
+        assert {s["model_version"] for s in shadow} == {SHADOW} and len(shadow) == len(TITLES)
+        (tmp_path / SHADOW_FILE).unlink()  # cleared: the shadow topic is neither checked nor written
+        worker.holder.poll()
+        asyncio.run(worker.handle_batch(messages))
+        assert sink.ensured[-1] == (settings.output_topic, settings.dlq_topic)
+        assert len(sink.sent[settings.shadow_output_topic]) == len(TITLES)
+        assert len(sink.sent[settings.output_topic]) == 2 * len(TITLES)
+    finally:
+        worker.shutdown_pools()
