@@ -1,6 +1,7 @@
 """Shadow scoring end to end: a real worker process on the real broker with a registry whose SHADOW
-names the second version. Its scores reach SHADOW_OUTPUT_TOPIC and never OUTPUT_TOPIC; clearing
-SHADOW stops them; the shadow metrics are on /metrics."""
+names the second version. Its scores reach SHADOW_OUTPUT_TOPIC and never OUTPUT_TOPIC, the shadow
+metrics are on /metrics, and ``models promote --metrics-url`` reads them from the worker, promotes
+the shadow and the worker stops shadow scoring."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from artifact.registry import Registry
+from tests.cli_support import explain, invoke
 from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -97,13 +99,24 @@ def test_a_shadow_version_publishes_to_its_own_topic_only(kafka_bootstrap: str, 
         mae = f"headline_scorer_shadow_agreement{{measure=ctr_normalized_mae,model_version={shadow}}}"
         assert metrics[mae] == pytest.approx(0.0, abs=1e-9)
 
-        # SHADOW cleared: the worker unloads it and publishes no more shadow scores
-        assert registry.clear_shadow() == shadow
-        _wait_for(worker, lambda m: info not in m, "shadow unloaded")
+        # promoted with the worker's own page as evidence: SHADOW cleared, the shadow becomes current
+        promoted = invoke("models", "promote", shadow, "--registry", root, "--metrics-url", worker.url)
+        assert promoted.exit_code == 0, explain(promoted)
+        assert "live evidence from 1 of 1 worker(s)" in promoted.stdout
+        assert "quality_label 1.0000, ctr_normalized_mae 0.0000" in promoted.stdout
+        assert registry.current_version() == shadow and registry.shadow_version() is None
+        _wait_for(
+            worker,
+            lambda m: info not in m and m.get(f"headline_scorer_model_info{{version={shadow}}}") == 1,
+            "the shadow promoted and unloaded",
+        )
         asyncio.run(produce(kafka_bootstrap, topics.input, _events(100, "b")))
         out = asyncio.run(consume_until(kafka_bootstrap, [topics.output, shadow_topic], 2 * n + 100))
-        assert len([1 for t, *_ in out if t == topics.output]) == n + 100
-        assert len([1 for t, *_ in out if t == shadow_topic]) == n
+        main = [json.loads(v) for t, _, v, _ in out if t == topics.output and v is not None]
+        later = [s for s in main if str(s["id"]).startswith("b-")]
+        assert len(main) == n + 100 and len(later) == 100
+        assert {s["model_version"] for s in later} == {shadow}
+        assert len([1 for t, *_ in out if t == shadow_topic]) == n  # no shadow any more
         metrics = worker.metrics()
         assert metrics["headline_scorer_shadow_events_scored_total{}"] == n
         assert not [k for k in metrics if k.startswith("headline_scorer_shadow_agreement{")]
