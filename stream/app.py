@@ -73,7 +73,7 @@ from stream.faust_adapter import (
 from stream.health import Health
 from stream.metrics import ScorerMetrics
 from stream.reload import Loader, ModelHolder
-from stream.scoring import BatchScorer, InRecord
+from stream.scoring import BatchResult, BatchScorer, InRecord
 from stream.settings import StreamSettings
 from stream.shadow import ShadowMetrics, ShadowScorer
 from stream.sink import BatchSink, DeliveryLedger
@@ -174,13 +174,18 @@ class ScorerWorker:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._score_pool, self.batch_scorer.process, model, records)
         sink = self.start_sink()
-        shadow_topic = (self.settings.shadow_output_topic,) if result.shadow_scores else ()
-        await sink.ensure_topics((self.settings.output_topic, self.settings.dlq_topic, *shadow_topic))
+        await sink.ensure_topics((self.settings.output_topic, self.settings.dlq_topic))
         await sink.send(self.settings.output_topic, result.scores)
         await sink.send(self.settings.dlq_topic, result.dead_letters)
-        if result.shadow_scores:  # the shadow version's scores: never on the output topic
-            await sink.send(self.settings.shadow_output_topic, result.shadow_scores)
+        await self.send_shadow_scores(sink, result)
         self.health.processed()
+
+    async def send_shadow_scores(self, sink: BatchSink, result: BatchResult) -> None:
+        """The shadow version's scores (``stream/shadow.py``) to SHADOW_OUTPUT_TOPIC, never to the
+        output topic; the topic is checked only when a batch has shadow scores."""
+        if result.shadow_scores:
+            await sink.ensure_topics((self.settings.shadow_output_topic,))
+            await sink.send(self.settings.shadow_output_topic, result.shadow_scores)
 
     def commit_refusal(self) -> BaseException | None:
         return self.ledger.failure

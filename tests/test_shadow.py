@@ -371,7 +371,7 @@ def test_the_worker_sends_shadow_scores_to_the_shadow_topic_only(tmp_path: Path)
     try:
         worker.holder.poll()
         asyncio.run(worker.handle_batch(messages))
-        assert sink.ensured == [(settings.output_topic, settings.dlq_topic, settings.shadow_output_topic)]
+        assert sink.ensured == [(settings.output_topic, settings.dlq_topic), (settings.shadow_output_topic,)]
         main = [json.loads(v or b"") for v in sink.sent[settings.output_topic]]
         shadow = [json.loads(v or b"") for v in sink.sent[settings.shadow_output_topic]]
         assert {s["model_version"] for s in main} == {CURRENT} and len(main) == len(TITLES)
@@ -379,7 +379,7 @@ def test_the_worker_sends_shadow_scores_to_the_shadow_topic_only(tmp_path: Path)
         (tmp_path / SHADOW_FILE).unlink()  # cleared: the shadow topic is neither checked nor written
         worker.holder.poll()
         asyncio.run(worker.handle_batch(messages))
-        assert sink.ensured[-1] == (settings.output_topic, settings.dlq_topic)
+        assert sink.ensured[2:] == [(settings.output_topic, settings.dlq_topic)]
         assert len(sink.sent[settings.shadow_output_topic]) == len(TITLES)
         assert len(sink.sent[settings.output_topic]) == 2 * len(TITLES)
     finally:
