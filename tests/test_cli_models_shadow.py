@@ -216,3 +216,65 @@ def test_promote_refuses_without_the_evidence_it_was_asked_for(registry: tuple[P
     plain = invoke("models", "promote", first, "--registry", root)
     assert plain.exit_code == 0 and "no live evidence read" in plain.stdout, explain(plain)
     assert Registry(root).current_version() == first
+
+
+@pytest.mark.slow
+def test_live_evidence_reads_what_live_quality_exports() -> None:
+    """The names read here are the ones ``stream.quality.LiveQuality`` exports: one worker's evidence
+    equals its own gauges."""
+    from artifact.manifest import read_manifest
+    from stream.quality import Labelled, LiveQuality
+
+    root, first, second = template_registry()
+    prom = CollectorRegistry()
+    now = 1_700_000_000.0
+    quality = LiveQuality(prom, max_events=1000, max_seconds=3600.0, min_impressions=100, clock=lambda: now)
+    quality.set_model(first, "current", read_manifest(root / first))
+    quality.set_model(second, "shadow", read_manifest(root / second))
+    rows = [
+        Labelled(
+            id=f"h{i}",
+            title=f"Headline number {i} about {'cats' if i % 2 else 'dogs'}",
+            group=f"g{i // 4}",
+            model_version=version,
+            role=role,  # type: ignore[arg-type]
+            ctr=0.01 + 0.002 * i + shift,
+            ctr_normalized=0.1 * i - 1 + shift,
+            quality_prob=(i % 10) / 10,
+            impressions=1000,
+            clicks=5 + (i * 7) % 23,
+            scored_at=now - 60,
+            outcome_at=now - 10,
+        )
+        for version, role, shift in ((first, "current", 0.0), (second, "shadow", 0.003))
+        for i in range(24)
+    ]
+    quality.labelled(rows)
+    quality.publish()
+    with _serve(prom) as url:
+        evidence = read_evidence([url], first, second)
+    assert evidence.failures == {}
+
+    def gauge(name: str, version: str, role: str, **extra: str) -> float:
+        value = prom.get_sample_value(name, {"model_version": version, "role": role, **extra})
+        assert value is not None, (name, version, role)
+        return value
+
+    for live, role in ((evidence.current, "current"), (evidence.candidate, "shadow")):
+        assert live is not None
+        v = live.version
+        assert live.labelled_events == gauge("headline_scorer_live_labelled_events", v, role) == 24
+        assert live.pairs == gauge("headline_scorer_live_pairs", v, role) > 0
+        assert live.ctr_mae_raw == pytest.approx(gauge("headline_scorer_live_ctr_mae", v, role, scale="raw"))
+        assert live.ctr_mae_normalized == pytest.approx(
+            gauge("headline_scorer_live_ctr_mae", v, role, scale="normalized")
+        )
+        assert live.pairwise_accuracy == pytest.approx(
+            gauge("headline_scorer_live_pairwise_accuracy", v, role)
+        )
+        assert live.calibration_error == pytest.approx(
+            gauge("headline_scorer_live_calibration_error", v, role)
+        )
+        assert all(
+            math.isfinite(x) for x in (live.ctr_mae_raw, live.pairwise_accuracy, live.calibration_error)
+        )
