@@ -358,7 +358,7 @@ def test_the_worker_sends_shadow_scores_to_the_shadow_topic_only(tmp_path: Path)
         (tmp_path / version).mkdir()
     atomic_write_text(tmp_path / CURRENT_FILE, CURRENT + "\n")
     atomic_write_text(tmp_path / SHADOW_FILE, SHADOW + "\n")
-    settings = StreamSettings.from_env(model_registry=tmp_path)
+    settings = StreamSettings.from_env(model_registry=tmp_path, join_enabled=False)  # the join: its own tests
     worker = build_app(settings, loader=lambda path: _model(FakeModel(path.name)))
     sink = RecordingSink()
     worker.sink = sink  # type: ignore[assignment]
