@@ -178,14 +178,14 @@ class BatchScorer:
     def publish_drift(self) -> None:
         """Export the drift window's PSI per signal and unseen-category share, and the shadow's
         agreement window (scoring thread only)."""
-        if self.drift is not None:
-            snapshot = self.drift.compute()
-            self.metrics.set_drift(snapshot.psi, snapshot.unseen_share)
-        if self.shadow is not None:
+        if self.shadow is not None:  # first: a drift failure must not freeze the shadow's gauges
             try:
                 self.shadow.publish()
             except Exception:  # observability of the shadow never stops the housekeeping
                 logger.exception("publishing the shadow agreement failed")
+        if self.drift is not None:
+            snapshot = self.drift.compute()
+            self.metrics.set_drift(snapshot.psi, snapshot.unseen_share)
 
     def _drift_for(self, model: ScoringModel) -> SlidingWindowDrift | None:
         """The drift window of the serving model (a new model brings a new reference)."""

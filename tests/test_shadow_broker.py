@@ -99,6 +99,10 @@ def test_a_shadow_version_publishes_to_its_own_topic_only(kafka_bootstrap: str, 
         mae = f"headline_scorer_shadow_agreement{{measure=ctr_normalized_mae,model_version={shadow}}}"
         assert metrics[mae] == pytest.approx(0.0, abs=1e-9)
 
+        # the join gives the shadow its own live-quality series (no outcomes yet: no labels)
+        assert metrics[f"headline_scorer_live_labelled_events{{model_version={shadow},role=shadow}}"] == 0
+        assert metrics[f"headline_scorer_live_labelled_events{{model_version={current},role=current}}"] == 0
+
         # promoted with the worker's own page as evidence: SHADOW cleared, the shadow becomes current
         promoted = invoke("models", "promote", shadow, "--registry", root, "--metrics-url", worker.url)
         assert promoted.exit_code == 0, explain(promoted)
@@ -117,9 +121,16 @@ def test_a_shadow_version_publishes_to_its_own_topic_only(kafka_bootstrap: str, 
         assert len(main) == n + 100 and len(later) == 100
         assert {s["model_version"] for s in later} == {shadow}
         assert len([1 for t, *_ in out if t == shadow_topic]) == n  # no shadow any more
-        metrics = worker.metrics()
+        metrics = _wait_for(  # the next housekeeping tick removes the shadow's series
+            worker,
+            lambda m: not [k for k in m if k.startswith("headline_scorer_shadow_agreement{")],
+            "the agreement series removed",
+        )
         assert metrics["headline_scorer_shadow_events_scored_total{}"] == n
-        assert not [k for k in metrics if k.startswith("headline_scorer_shadow_agreement{")]
+        assert not [
+            k for k in metrics if k.startswith("headline_scorer_live_labelled_events{") and "shadow" in k
+        ]
+        assert "Traceback" not in worker.log()
         assert metrics["headline_scorer_model_reload_failures_total{reason=shadow_load_failed}"] == 0
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
