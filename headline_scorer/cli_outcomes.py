@@ -1,9 +1,10 @@
-"""``headline-scorer outcomes``: the joined production outcomes as training data.
+"""``headline-scorer outcomes``: production outcomes, replayed and exported as training data.
 
-``outcomes export`` reads ``LABELLED_TOPIC`` (Kafka settings from the environment, as the worker) and
-writes the CSV that ``train``/``retrain --mapping outcomes`` read. With ``--min-rows`` it also says
-whether that CSV is big enough to retrain on: exit code 3 (the CSV is still written) when the mapping
-keeps fewer rows, so a scheduled job can fall back to its seed data.
+``outcomes replay`` sends a CSV's clicks and impressions as outcome events (the counterpart of
+``replay``'s headlines). ``outcomes export`` reads ``LABELLED_TOPIC`` (Kafka settings from the
+environment, as the worker) and writes the CSV that ``train``/``retrain --mapping outcomes`` read.
+With ``--min-rows`` it also says whether that CSV is big enough to retrain on: exit code 3 (the CSV
+is still written) when the mapping keeps fewer rows, so a scheduled job can fall back to its seed data.
 """
 
 from __future__ import annotations
@@ -91,6 +92,44 @@ def export(
         )
         raise typer.Exit(code=TOO_FEW_ROWS_EXIT)
     typer.echo(f"mapping {mapping} keeps {usable} rows (--min-rows {min_rows})")
+
+
+@outcomes_app.command("replay")
+@fail_cleanly
+def replay(
+    data: Annotated[Path, typer.Option("--data", help="CSV with clicks and impressions.")],
+    mapping: Annotated[
+        str, typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file.")
+    ] = "seed",
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, help="Cumulative updates per id, ending at its final counts.")
+    ] = 1,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0, help="Outcome events per second (0: as fast as possible).")
+    ] = 1000.0,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Target topic (default: OUTCOMES_TOPIC).")
+    ] = None,
+    log_level: LogOption = None,
+) -> None:
+    """Replay a CSV's clicks and impressions as outcome events (keyed by id, like `replay`'s headlines)."""
+    configure_logging(log_level)
+    from headline_scorer.replay import load_outcomes, replay_outcomes
+    from stream.asyncio_util import run_sync
+    from stream.settings import StreamSettings
+
+    settings = StreamSettings.from_env()
+    rows = load_outcomes(data, mapping)
+    target = topic or settings.outcomes_topic
+    typer.echo(f"replaying the outcomes of {len(rows)} ids from {data} in {steps} step(s) to {target}")
+    report = run_sync(
+        replay_outcomes(
+            rows, client_kwargs=settings.kafka_client_kwargs(), topic=target, rate=rate, steps=steps
+        )
+    )
+    typer.echo(report.render())
+    if report.failed:
+        raise typer.Exit(code=1)
 
 
 def _trainable_rows(path: Path, mapping: str) -> int:
