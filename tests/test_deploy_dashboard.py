@@ -128,6 +128,18 @@ def test_dashboard_has_the_required_panels() -> None:
         "Predicted CTR distribution": "headline_scorer_prediction_ctr_bucket",
         "Predicted quality probability distribution": "headline_scorer_prediction_quality_prob_bucket",
         "Drift PSI per signal": "by (signal) (headline_scorer_drift_psi",
+        "Live CTR error per version": 'instance=~"$instance", scale="normalized"}',
+        "Live pairwise accuracy per version": "headline_scorer_live_pairwise_accuracy",
+        "Live calibration per version": "headline_scorer_live_calibration_error",
+        "Labelled headlines and pairs in the window": "headline_scorer_live_labelled_events",
+        "Label coverage": "headline_scorer_label_coverage",
+        "Label delay": "headline_scorer_label_delay_seconds_bucket",
+        "Outcomes consumed and joined": "by (result) (rate(headline_scorer_join_outcomes_total",
+        "Join expiries (unmatched)": "by (side) (increase(headline_scorer_join_expired_total",
+        "Outcomes dead-lettered by reason": "headline_scorer_outcomes_dead_lettered_total",
+        "Join entries": "headline_scorer_join_entries",
+        "Shadow agreement": "by (model_version, measure) (headline_scorer_shadow_agreement",
+        "Shadow scoring": "headline_scorer_shadow_errors_total",
     }
     for title, fragment in required.items():
         assert title in by_title, title
@@ -164,6 +176,35 @@ def test_drift_panel_draws_the_alert_thresholds() -> None:
     assert share["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] == float(
         dead_letter_rule.rsplit(">", 1)[1]
     )
+
+
+def test_quality_panels_are_per_version_and_draw_the_alert_thresholds() -> None:
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    alerts = {rule["alert"]: rule for group in rules for rule in group["rules"] if "alert" in rule}
+    by_title = {panel["title"]: panel for panel in panels()}
+    floor = float(alerts["HeadlineScorerLivePairwiseAccuracyLow"]["expr"].split("< ", 1)[1].split()[0])
+    pairwise = by_title["Live pairwise accuracy per version"]
+    assert [step["value"] for step in pairwise["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [
+        None,
+        floor,
+    ]
+    coverage_rule = alerts["HeadlineScorerLabelCoverageLow"]["expr"]
+    coverage = float(coverage_rule.split(">= 0) < ", 1)[1].split()[0])
+    steps = by_title["Label coverage"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [step["value"] for step in steps] == [None, coverage]
+    for title in (
+        "Live CTR error per version",
+        "Live pairwise accuracy per version",
+        "Live calibration per version",
+        "Label coverage",
+    ):
+        exprs = [target["expr"] for target in by_title[title]["targets"]]
+        assert any("by (model_version, role)" in expr for expr in exprs), title
+        assert any("headline_scorer_model_reference{" in expr for expr in exprs) or title == "Label coverage"
+    # pooled like the alerts: weighted by pairs / labelled headlines, NaN left out
+    (accuracy, _reference) = [target["expr"] for target in pairwise["targets"]]
+    assert "* on (job, instance, model_version, role) (headline_scorer_live_pairs" in accuracy
+    assert "headline_scorer_live_pairwise_accuracy" in accuracy and ">= 0)" in accuracy
 
 
 def test_dashboard_variables_and_queries_use_them() -> None:
