@@ -101,8 +101,8 @@ def test_rule_unit_tests_pass(promtool: str) -> None:
             "HeadlineScorerLivePairwiseAccuracyBelowReference",
         ),
         (
-            '>= 500\n        for: 30m\n        labels:\n          severity: warning',
-            '>= 900\n        for: 30m\n        labels:\n          severity: warning',
+            ">= 500\n        for: 30m\n        labels:\n          severity: warning",
+            ">= 900\n        for: 30m\n        labels:\n          severity: warning",
             "HeadlineScorerLivePairwiseAccuracyBelowReference",
         ),
         (
