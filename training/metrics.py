@@ -1,7 +1,9 @@
 """Evaluation metrics for the CTR regression head and the quality classification head.
 
 Pure functions over numpy arrays (numpy, scipy and scikit-learn); the A/B-test
-view (pairwise accuracy within groups) is in :mod:`training.pairwise`. Every
+view (pairwise accuracy within groups) is in :mod:`artifact.pairwise`, the input
+validation helpers and the expected calibration error in :mod:`artifact.measures`
+(numpy only, shared with the stream's live quality) and re-exported here. Every
 public function validates its inputs at the boundary and raises ``ValueError``
 with an "expected X, got Y" message; none of them emits warnings, so they are
 safe under ``filterwarnings = error``. Degenerate inputs (a constant side for
@@ -22,54 +24,17 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata, spearmanr
 from sklearn.metrics import roc_auc_score
 
+# Re-exported (``X as X``) for the callers that import them from here.
+from artifact.measures import FloatArray as FloatArray
+from artifact.measures import as_float_array as as_float_array
+from artifact.measures import as_labels as as_labels
+from artifact.measures import as_probabilities as as_probabilities
+from artifact.measures import check_same_length as check_same_length
+from artifact.measures import expected_calibration_error as expected_calibration_error
+
 logger = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-
 # --------------------------------------------------------------------------- validation
-
-
-def as_float_array(name: str, values: ArrayLike, *, allow_empty: bool = False) -> FloatArray:
-    """Return ``values`` as a finite 1-D float64 array or raise ``ValueError``."""
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected numeric values, got {exc}") from exc
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
-    if arr.size == 0 and not allow_empty:
-        raise ValueError(f"{name}: expected at least one value, got an empty array")
-    if not np.all(np.isfinite(arr)):
-        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"{name}: expected finite values, got {n_bad} NaN/inf value(s)")
-    return arr
-
-
-def as_labels(name: str, values: ArrayLike) -> FloatArray:
-    """Return binary labels as a float64 array of 0.0/1.0 or raise ``ValueError``."""
-    arr = as_float_array(name, values)
-    bad = (arr != 0.0) & (arr != 1.0)
-    if np.any(bad):
-        raise ValueError(f"{name}: expected binary labels 0/1, got value {float(arr[bad][0])!r}")
-    return arr
-
-
-def as_probabilities(name: str, values: ArrayLike) -> FloatArray:
-    """Return probabilities as a float64 array within [0, 1] or raise ``ValueError``."""
-    arr = as_float_array(name, values)
-    bad = (arr < 0.0) | (arr > 1.0)
-    if np.any(bad):
-        raise ValueError(f"{name}: expected probabilities in [0, 1], got value {float(arr[bad][0])!r}")
-    return arr
-
-
-def check_same_length(**arrays: NDArray[np.generic]) -> int:
-    """Return the common length of ``arrays`` or raise ``ValueError`` naming the lengths."""
-    lengths = {name: len(arr) for name, arr in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        described = ", ".join(f"{name}={n}" for name, n in lengths.items())
-        raise ValueError(f"expected arrays of equal length, got {described}")
-    return next(iter(lengths.values()))
 
 
 def _check_unit_interval(name: str, value: float) -> float:
@@ -316,24 +281,3 @@ def bootstrap_interval(
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(finite, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
-
-
-def expected_calibration_error(labels: ArrayLike, probs: ArrayLike, n_bins: int = 10) -> float:
-    """Equal-width-bin expected calibration error of the positive-class probability.
-
-    Bin ``i`` holds probabilities in ``[i / n_bins, (i + 1) / n_bins)`` (the last bin
-    also holds 1.0); ECE is the count-weighted mean over non-empty bins of
-    ``|share of positive labels - mean probability|``.
-    """
-    y = as_labels("labels", labels)
-    p = as_probabilities("probs", probs)
-    n = check_same_length(labels=y, probs=p)
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
-        raise ValueError(f"n_bins: expected a positive integer, got {n_bins!r}")
-    n_bins = int(n_bins)
-    inner_edges = np.arange(1, n_bins) / n_bins  # exactly i / n_bins, unlike np.linspace
-    bins = np.searchsorted(inner_edges, p, side="right")
-    sum_labels = np.bincount(bins, weights=y, minlength=n_bins)
-    sum_probs = np.bincount(bins, weights=p, minlength=n_bins)
-    # |mean(y) - mean(p)| * count / n == |sum(y) - sum(p)| / n, and empty bins contribute 0.
-    return float(np.sum(np.abs(sum_labels - sum_probs)) / n)
