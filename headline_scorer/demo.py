@@ -283,31 +283,30 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def quality_table(quality: list[VersionQuality]) -> Table:
-    table = Table(title="live quality from the replayed outcomes (worker /metrics)", expand=True)
-    for column in (
-        "version",
-        "role",
-        "labelled",
-        "coverage",
-        "MAE raw",
-        "MAE normalized",
-        "pairwise accuracy",
-    ):
-        table.add_column(column, justify="left" if column in {"version", "role"} else "right")
-    table.add_column("calibration (ECE)", justify="right")
+    """One row per measure; for each version its live figure and its validation figure."""
+    nan = float("nan")
+    table = Table(title="live quality from the replayed outcomes (worker /metrics)")
+    table.add_column("measure")
     for q in quality:
-        ref = q.reference
-        table.add_row(
-            q.model_version,
-            q.role,
-            _fmt(q.labelled, 0),
-            _fmt(q.coverage),
-            _fmt(q.ctr_mae_raw, 4),
-            f"{_fmt(q.ctr_mae_normalized)} (validation {_fmt(ref.get('ctr_mae_normalized', float('nan')))})",
-            f"{_fmt(q.pairwise_accuracy)} over {_fmt(q.pairs, 0)} pairs "
-            f"(validation {_fmt(ref.get('pairwise_accuracy', float('nan')))})",
-            f"{_fmt(q.calibration_error)} (validation {_fmt(ref.get('calibration_error', float('nan')))})",
-        )
+        table.add_column(f"{q.model_version} ({q.role})", justify="right")
+        table.add_column("validation", justify="right")
+
+    def row(measure: str, live: list[str], reference: str | None) -> None:
+        cells: list[str] = []
+        for q, value in zip(quality, live, strict=True):
+            cells += [value, _fmt(q.reference.get(reference, nan)) if reference else ""]
+        table.add_row(measure, *cells)
+
+    row("labelled headlines", [_fmt(q.labelled, 0) for q in quality], None)
+    row("label coverage", [_fmt(q.coverage) for q in quality], None)
+    row("CTR error (MAE, raw)", [_fmt(q.ctr_mae_raw, 4) for q in quality], None)
+    row("CTR error (MAE, normalized)", [_fmt(q.ctr_mae_normalized) for q in quality], "ctr_mae_normalized")
+    row(
+        "pairwise accuracy",
+        [f"{_fmt(q.pairwise_accuracy)} ({_fmt(q.pairs, 0)} pairs)" for q in quality],
+        "pairwise_accuracy",
+    )
+    row("calibration error (ECE)", [_fmt(q.calibration_error) for q in quality], "calibration_error")
     return table
 
 
