@@ -254,3 +254,82 @@ def test_train_reads_an_exported_csv_with_the_outcomes_mapping(
     assert metrics["validation"]["pairs"] > 0  # the group column was read: A/B pairs were scored
     data = load_dataset(out, OUTCOMES)
     assert len(data) == len(rows) and data.groups is not None
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_export_of_what_a_live_worker_joined(
+    sample_dir: Path, kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Headline events and their outcomes through a real worker, then the export of its labelled rows."""
+    import time
+    import uuid
+
+    from headline_scorer.replay import load_outcomes, load_rows, replay_events, replay_outcomes
+    from tests.stream_harness import Topics, WorkerProcess, consume_until, template_registry
+
+    root, current, _ = template_registry()
+    topics, tag = Topics.unique(), uuid.uuid4().hex[:8]
+    env = {
+        "OUTCOMES_TOPIC": f"outcomes-{tag}",
+        "LABELLED_TOPIC": f"labelled-{tag}",
+        "SHADOW_OUTPUT_TOPIC": f"shadow-{tag}",
+    }
+    worker = WorkerProcess(
+        kafka_bootstrap, root, topics, f"export-{tag}", tmp_path / "worker.log", extra_env=env
+    )
+    rows = load_rows(sample_dir / "ab_tests.csv", "upworthy")[:40]
+    outcomes = {row.id: row for row in load_outcomes(sample_dir / "ab_tests.csv", "upworthy")}
+    client = {"bootstrap_servers": kafka_bootstrap}
+    worker.start()
+    try:
+        worker.wait_ready(timeout=90)
+        sent = run_sync(replay_events(rows, client_kwargs=client, topic=topics.input, rate=0, keep_ids=True))
+        run_sync(consume_until(kafka_bootstrap, [topics.output], len(rows), timeout=60))
+        run_sync(
+            replay_outcomes(
+                list(outcomes.values()),
+                client_kwargs=client,
+                topic=env["OUTCOMES_TOPIC"],
+                rate=0,
+                steps=2,
+                only_ids=sent.valid_ids,
+            )
+        )
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+        out = tmp_path / "outcomes.csv"
+        args = [
+            "outcomes",
+            "export",
+            "--topic",
+            env["LABELLED_TOPIC"],
+            "--out",
+            str(out),
+            "--min-impressions",
+            "1",
+        ]
+        deadline = time.monotonic() + 60
+        while True:
+            result = CliRunner().invoke(app, args)
+            exported = read_csv(out) if result.exit_code == 0 else []
+            done = {r["id"]: r for r in exported}
+            if all(
+                done.get(i, {}).get("impressions") == str(outcomes[i].impressions) for i in sent.valid_ids
+            ):
+                break
+            assert time.monotonic() < deadline, (result.output, len(exported))
+            time.sleep(1.0)
+    finally:
+        worker.stop()
+    assert sorted(done) == sorted(sent.valid_ids)
+    titles = {row.id: row.title for row in rows}
+    for id_, row in done.items():
+        final = outcomes[id_]
+        assert (row["impressions"], row["clicks"], row["group"]) == (
+            str(final.impressions),
+            str(final.clicks),
+            final.group,
+        )
+        assert row["title"] == titles[id_] and row["model_version"] == current
+        assert 0.0 <= float(row["score_quality_prob"]) <= 1.0
+    assert len(load_dataset(out, OUTCOMES)) == len(done)
