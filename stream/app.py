@@ -14,6 +14,12 @@ Flow per micro-batch of the input topic (raw bytes in):
 3. Scores go to the output topic, rejects to the dead-letter topic, through
    :class:`~stream.sink.BatchSink` (one produce batch per partition, acks=all,
    idempotent producer unless ``PRODUCER_IDEMPOTENCE=false``).
+   With the join (``JOIN_ENABLED``), the batch also holds records of the outcomes
+   topic: on the same thread, the scored events and the outcomes go through
+   :class:`~stream.join.Join`, whose changelog records, labelled rows and bad
+   outcomes (dead letters) are produced through the same sink, so the delivery
+   ledger and the commit gate cover them; the join's table store is restored
+   by faust on every assignment before any batch runs.
 4. The batch's records are acked after :meth:`ScorerWorker.handle_batch` returned;
    faust commits acked offsets every ``COMMIT_INTERVAL_SECONDS`` after flushing
    the producer, and only once :meth:`ScorerWorker.verify_before_commit` proved
@@ -60,20 +66,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from artifact.errors import HeadlineScorerError
 from artifact.registry import Registry
 from artifact.runtime import ScoringModel
+from stream import quality
 from stream.drift import SlidingWindowDrift
 from stream.faust_adapter import (
     AdapterConfig,
     BrokerProbe,
     CommitRefusedError,
     ScorerFaustApp,
+    TableStore,
     abort_deliveries,
     create_app,
     producer_client,
 )
 from stream.health import Health
+from stream.join import TABLE_NAME, Join, JoinMetrics, JoinOutput, LiveQuality, changelog_topic_name
 from stream.metrics import ScorerMetrics
 from stream.reload import Loader, ModelHolder
-from stream.scoring import BatchScorer, InRecord
+from stream.scoring import BatchResult, BatchScorer, InRecord
 from stream.settings import StreamSettings
 from stream.sink import BatchSink, DeliveryLedger
 from stream.topics import DLQ_MAX_MESSAGE_BYTES
@@ -104,9 +113,15 @@ class ScorerWorker:
     ledger: DeliveryLedger = field(default_factory=DeliveryLedger)
     sink: BatchSink | None = None
     probe: BrokerProbe | None = None
+    # the join (JOIN_ENABLED; built with the app's table) and live quality (None: not exported)
+    join: Join | None = None
+    quality: LiveQuality | None = None
 
     def __post_init__(self) -> None:
         self.app: ScorerFaustApp | None = None
+        # False while faust restores the join table (no sweep may touch the store then)
+        self.join_ready = False
+        self._join_partitions: frozenset[int] = frozenset()
         self._score_pool = ThreadPoolExecutor(1, thread_name_prefix="score")
         self._load_pool = ThreadPoolExecutor(1, thread_name_prefix="model-load")
         self._last_offsets: dict[tuple[str, int], int] = {}
@@ -171,12 +186,109 @@ class ScorerWorker:
             )
             self._last_offsets[(msg.topic, msg.partition)] = msg.offset
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._score_pool, self.batch_scorer.process, model, records)
+        joined: JoinOutput | None = None
+        if self.join is None:
+            result = await loop.run_in_executor(self._score_pool, self.batch_scorer.process, model, records)
+        else:
+            result, joined = await loop.run_in_executor(
+                self._score_pool, self._score_and_join, model, records
+            )
         sink = self.start_sink()
         await sink.ensure_topics((self.settings.output_topic, self.settings.dlq_topic))
         await sink.send(self.settings.output_topic, result.scores)
         await sink.send(self.settings.dlq_topic, result.dead_letters)
+        if joined is not None:
+            await self._send_joined(sink, joined)
         self.health.processed()
+
+    async def _send_joined(self, sink: BatchSink, joined: JoinOutput) -> None:
+        """The join's bad outcomes, changelog records and labelled rows (the commit gate covers them)."""
+        settings = self.settings
+        changelog = changelog_topic_name(settings.scorer_app_id)
+        await sink.ensure_topics((changelog, settings.labelled_topic))
+        await sink.send(settings.dlq_topic, joined.dead_letters)
+        await sink.send(changelog, joined.changelog)
+        await sink.send(settings.labelled_topic, joined.labelled)
+
+    def _score_and_join(self, model: ScoringModel, records: list[InRecord]) -> tuple[BatchResult, JoinOutput]:
+        """Score the batch's events, then join scores and outcomes (scoring thread)."""
+        assert self.join is not None
+        input_topic = self.settings.input_topic
+        events = [r for r in records if r.topic == input_topic]
+        outcomes = [r for r in records if r.topic != input_topic]
+        result = self.batch_scorer.process(model, events) if events else BatchResult()
+        self._tell_quality_models(model)
+        return result, self.join.apply(result.scored, result.shadow, outcomes)
+
+    def _tell_quality_models(self, model: ScoringModel) -> None:
+        if self.join is None or self.join.quality is None:
+            return
+        self.join.set_model(model.version, "current", model.manifest)
+        # the shadow version's holder attribute (stream/shadow.py); absent without shadow scoring
+        shadow = getattr(self.holder, "shadow_model", None)
+        if shadow is None:
+            self.join.set_model(None, "shadow")
+        else:
+            self.join.set_model(shadow.version, "shadow", shadow.manifest)
+
+    # -- the join table (BatchHooks) --------------------------------------------------------------
+    def rebalance_started(self) -> None:
+        self.join_ready = False
+
+    async def table_recovered(self, partitions: frozenset[int]) -> None:
+        """faust restored the table's store: rebuild the join's index from it (scoring thread)."""
+        if self.join is None:
+            return
+        loop = asyncio.get_running_loop()
+        held = await loop.run_in_executor(self._score_pool, self.join.rebuild, partitions)
+        self._join_partitions = partitions
+        inputs = self._input_partitions()
+        if inputs is not None and inputs != partitions:
+            logger.error(
+                "the join table's changelog partitions %s are not the input partitions %s: the input, "
+                "outcomes and changelog topics must have the same partition count (TOPIC_PARTITIONS); "
+                "outcomes will not meet their scores",
+                sorted(partitions),
+                sorted(inputs),
+            )
+        logger.info("join table restored: %d ids in partitions %s", held, sorted(partitions))
+        self.join_ready = True
+
+    def _input_partitions(self) -> frozenset[int] | None:
+        try:
+            assignment = self.faust_app.consumer.assignment()
+        except Exception:  # consumer not started
+            return None
+        return frozenset(tp.partition for tp in assignment if tp.topic == self.settings.input_topic)
+
+    async def join_housekeeping(self) -> None:
+        """Expire old entries (tombstones to the changelog) and publish live quality (scoring thread)."""
+        if self.join is None:
+            return
+        app = self.faust_app
+        ready, generation = self.join_ready, app.consumer_generation_id
+        loop = asyncio.get_running_loop()
+        expired = await loop.run_in_executor(self._score_pool, self._sweep_and_publish, ready)
+        if not expired.changelog:
+            return
+        if not self.join_ready or generation != app.consumer_generation_id:
+            # a rebalance began meanwhile: the new owner's restore decides (the entries expire again)
+            logger.info("join sweep of %d ids not written: a rebalance began", len(expired.changelog))
+            return
+        sink = self.start_sink()
+        changelog = changelog_topic_name(self.settings.scorer_app_id)
+        await sink.ensure_topics((changelog,))
+        await sink.send(changelog, expired.changelog)
+
+    def _sweep_and_publish(self, ready: bool) -> JoinOutput:
+        assert self.join is not None
+        expired = self.join.sweep() if ready else JoinOutput()
+        if self.join.quality is not None:
+            try:  # observability never stops the worker
+                self.join.quality.publish()
+            except Exception:
+                logger.exception("live quality failed to publish")
+        return expired
 
     def commit_refusal(self) -> BaseException | None:
         return self.ledger.failure
@@ -225,9 +337,10 @@ class ScorerWorker:
         assert self.probe is not None and self.sink is not None
         settings = self.settings
         try:
-            states = await self.probe.topics(
-                [settings.input_topic, settings.output_topic, settings.dlq_topic]
-            )
+            topics = [settings.input_topic, settings.output_topic, settings.dlq_topic]
+            if self.join is not None:
+                topics += [settings.outcomes_topic, settings.labelled_topic]
+            states = await self.probe.topics(topics)
             self.health.broker_answered()
             self.health.topics_missing = sorted(name for name, state in states.items() if not state.exists)
             await self.sink.check_topics()
@@ -240,6 +353,8 @@ class ScorerWorker:
             assignment = consumer.assignment()
         except Exception:  # consumer not started yet
             return
+        batch_topics = set(self.faust_app.adapter_config.batch_topics)
+        assignment = {tp for tp in assignment if tp.topic in batch_topics}  # not the table's changelog
         self.health.partitions_assigned = len(assignment)
         held = {(tp.topic, tp.partition) for tp in assignment}
         revoked = self._lag_series - held
@@ -306,6 +421,8 @@ def faust_kwargs(settings: StreamSettings) -> dict[str, Any]:
         # one produce batch per partition holds up to 1 MB (the 16 KB default put every large dead
         # letter in a batch of its own, one broker round trip each; 1 MB fits any topic's default limit)
         "producer_max_batch_size": PRODUCER_MAX_BATCH_BYTES,
+        # the join table's changelog partitions follow the input's; no standby copies on other workers
+        "table_standby_replicas": 0,
         "web_enabled": True,
         "web_host": settings.web_host,
         "web_port": settings.web_port,
@@ -315,8 +432,10 @@ def faust_kwargs(settings: StreamSettings) -> dict[str, Any]:
 
 
 def adapter_config(settings: StreamSettings) -> AdapterConfig:
+    join = settings.join_enabled
     return AdapterConfig(
-        batch_topic=settings.input_topic,
+        batch_topics=(settings.input_topic, settings.outcomes_topic) if join else (settings.input_topic,),
+        join_table=TABLE_NAME if join else None,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         batch_max_events=settings.batch_max_events,
         batch_max_wait_seconds=settings.batch_max_wait_seconds,
@@ -372,8 +491,32 @@ def build_app(
     worker.app = create_app(
         settings.scorer_app_id, adapter_config(settings), worker, **faust_kwargs(settings)
     )
+    if worker.app.join_table is not None:
+        worker.quality = live_quality(settings, registry, clock)
+        worker.join = Join(
+            TableStore(worker.app.join_table),
+            JoinMetrics(registry),
+            retention_seconds=settings.join_retention_seconds,
+            quality=worker.quality,
+            max_outcome_bytes=settings.max_event_bytes,
+            max_dead_letter_bytes=settings.dlq_max_record_bytes,
+            clock=clock,
+        )
     _wire(worker)
     return worker
+
+
+def live_quality(
+    settings: StreamSettings, registry: CollectorRegistry, clock: Callable[[], float]
+) -> LiveQuality:
+    """The live-quality gauges the join feeds (``stream/quality.py``), on the worker's registry."""
+    return quality.LiveQuality(
+        registry,
+        max_events=settings.quality_window_events,
+        max_seconds=settings.quality_window_seconds,
+        min_impressions=settings.quality_min_impressions,
+        clock=clock,
+    )
 
 
 def _wire(worker: ScorerWorker) -> None:
@@ -396,6 +539,7 @@ def _wire(worker: ScorerWorker) -> None:
         ready, _ = worker.health.ready()
         worker.metrics.set_ready(ready)
         await worker.publish_drift()
+        await worker.join_housekeeping()
 
     app.timer(1.0, name="headline_scorer.housekeeping")(housekeeping)
 

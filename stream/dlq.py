@@ -12,6 +12,11 @@ headers are added. The reasons are a closed set (they are a Prometheus label):
 ``scoring_error``  a valid event the model failed to score
 =================  =====================================================
 
+Outcome events (``OUTCOMES_TOPIC``, ``stream/outcomes.py``) are dead-lettered
+with the same headers and the decoding reasons above (all but
+``scoring_error``), plus ``counts_decreased``: cumulative impressions or clicks
+lower than the ones already joined for that id (``stream/join.py``).
+
 Payload policy (:func:`dead_letter_record`): bad input loses nothing, so the
 original bytes travel in full whenever the dead letter fits in
 ``max_record_bytes`` (``DLQ_MAX_RECORD_BYTES``, default 4 MiB: the dead-letter
@@ -31,8 +36,18 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Final, Literal, get_args
 
-DeadLetterReason = Literal["not_utf8", "not_json", "schema", "too_large", "null_value", "scoring_error"]
+DecodeReason = Literal["not_utf8", "not_json", "schema", "too_large", "null_value"]
+"""Why a record's value could not be decoded (headline events and outcomes alike)."""
+DeadLetterReason = Literal[DecodeReason, "scoring_error"]
+"""Why a headline event was dead-lettered (the ``reason`` label of the events' counter)."""
 DEAD_LETTER_REASONS: Final[tuple[DeadLetterReason, ...]] = get_args(DeadLetterReason)
+OutcomeDeadLetterReason = Literal[DecodeReason, "counts_decreased"]
+"""Why an outcome event was dead-lettered (the ``reason`` label of the outcomes' counter)."""
+OUTCOME_DEAD_LETTER_REASONS: Final[tuple[OutcomeDeadLetterReason, ...]] = get_args(OutcomeDeadLetterReason)
+#: Every reason a dead letter's ``dlq.reason`` header may carry.
+ALL_DEAD_LETTER_REASONS: Final[tuple[str, ...]] = tuple(
+    dict.fromkeys((*DEAD_LETTER_REASONS, *OUTCOME_DEAD_LETTER_REASONS))
+)
 
 MAX_ERROR_CHARS: Final = 512
 """Longest ``dlq.error`` header kept (characters); longer messages end with an ellipsis."""
@@ -77,7 +92,7 @@ def truncate_error(message: str, limit: int = MAX_ERROR_CHARS) -> str:
 
 
 def dead_letter_headers(
-    reason: DeadLetterReason,
+    reason: DeadLetterReason | OutcomeDeadLetterReason,
     error: str,
     topic: str,
     partition: int,
@@ -90,8 +105,8 @@ def dead_letter_headers(
     a description of the problem, never the value itself (the value travels unchanged as the
     record's value). ``now`` is the dead-lettering time (aware datetime or unix seconds).
     """
-    if reason not in DEAD_LETTER_REASONS:
-        raise ValueError(f"expected a dead-letter reason in {DEAD_LETTER_REASONS}, got {reason!r}")
+    if reason not in ALL_DEAD_LETTER_REASONS:
+        raise ValueError(f"expected a dead-letter reason in {ALL_DEAD_LETTER_REASONS}, got {reason!r}")
     return [
         (HEADER_REASON, reason.encode()),
         (HEADER_ERROR, truncate_error(error).encode("utf-8", "replace")),

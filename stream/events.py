@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
 import numpy as np
 import orjson
@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from artifact.errors import HeadlineScorerError
-from stream.dlq import DeadLetterReason, truncate_error
+from stream.dlq import DecodeReason, truncate_error
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas"
 EVENT_SCHEMA_PATH: Final = SCHEMA_DIR / "headline-event.schema.json"
@@ -42,9 +42,12 @@ SCORE_SCHEMA_PATH: Final = SCHEMA_DIR / "score-record.schema.json"
 
 MAX_ID_CHARS: Final = 128
 MAX_TITLE_CHARS: Final = 1000
+MAX_GROUP_CHARS: Final = 128
+
+M = TypeVar("M", bound=BaseModel)
 
 # Latest Kafka timestamp that is still a datetime (producers may set any int64 as CreateTime).
-_MAX_TIMESTAMP_MS: Final = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
+MAX_TIMESTAMP_MS: Final = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
 # RFC 3339 date-time (section 5.6); pydantic alone would also take unix timestamps and "_" separators.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
 
@@ -52,9 +55,9 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]
 class EventRejected(HeadlineScorerError):  # noqa: N818 - the agreed name; a verdict, not a bug
     """An input record that cannot become a :class:`HeadlineEvent`; it belongs in the dead-letter topic."""
 
-    def __init__(self, reason: DeadLetterReason, message: str) -> None:
+    def __init__(self, reason: DecodeReason, message: str) -> None:
         super().__init__(f"{reason}: {message}")
-        self.reason: DeadLetterReason = reason
+        self.reason: DecodeReason = reason
         self.message = message
 
 
@@ -84,28 +87,54 @@ class HeadlineEvent(BaseModel):
     )
     source: str | None = Field(default=None, description="Publisher or feed (informational).")
     lang: str | None = Field(default=None, description="Language tag (informational).")
+    group: Annotated[str, StringConstraints(min_length=1, max_length=MAX_GROUP_CHARS)] | None = Field(
+        default=None,
+        description="A/B test the headline belongs to (its outcomes are compared within the group).",
+    )
 
     @field_validator("published_at", mode="before")
     @classmethod
     def _rfc3339(cls, value: object) -> object:
-        if value is None or isinstance(value, datetime):  # built in Python: the type checks awareness
-            return value
-        if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
-            shown = value if isinstance(value, str | int | float) else type(value).__name__
-            raise ValueError(f"expected an RFC 3339 date-time with an offset, got {str(shown)[:40]!r}")
-        return value
+        return check_rfc3339(value)
 
     @field_validator("published_at", mode="after")
     @classmethod
     def _utc_representable(cls, value: datetime | None) -> datetime | None:
-        # 9999-12-31T23:59:59-14:00 is valid RFC 3339 but year 10000 in UTC: the score's event_time
-        # could not be written, and one such event would fail its whole batch.
-        if value is not None:
-            try:
-                value.astimezone(UTC)
-            except OverflowError:
-                raise ValueError("expected a date-time within the years 1-9999 in UTC") from None
+        return check_utc_representable(value)
+
+
+def check_rfc3339(value: object) -> object:
+    """A ``mode="before"`` validator: an RFC 3339 string with an offset (or a datetime, or None)."""
+    if value is None or isinstance(value, datetime):  # built in Python: the type checks awareness
         return value
+    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+        shown = value if isinstance(value, str | int | float) else type(value).__name__
+        raise ValueError(f"expected an RFC 3339 date-time with an offset, got {str(shown)[:40]!r}")
+    return value
+
+
+def check_utc_representable(value: datetime | None) -> datetime | None:
+    """A ``mode="after"`` validator: a date-time that is still within the years 1-9999 in UTC."""
+    # 9999-12-31T23:59:59-14:00 is valid RFC 3339 but year 10000 in UTC: it could not be written
+    # back as UTC, and one such event would fail its whole batch.
+    if value is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("expected a date-time within the years 1-9999 in UTC") from None
+    return value
+
+
+def decode_model(model: type[M], value: bytes | None, max_bytes: int) -> M:
+    """Parse one record value as ``model``; raise :class:`EventRejected` with the dead-letter reason."""
+    if value is None:
+        raise EventRejected("null_value", "the record has no value")
+    if len(value) > max_bytes:
+        raise EventRejected("too_large", f"value is {len(value)} bytes; the limit is {max_bytes}")
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        raise _rejection(value, exc) from None
 
 
 def decode_event(value: bytes | None, max_bytes: int) -> HeadlineEvent:
@@ -113,14 +142,7 @@ def decode_event(value: bytes | None, max_bytes: int) -> HeadlineEvent:
 
     Messages never quote the value (only field names and short, bounded excerpts).
     """
-    if value is None:
-        raise EventRejected("null_value", "the record has no value")
-    if len(value) > max_bytes:
-        raise EventRejected("too_large", f"value is {len(value)} bytes; the limit is {max_bytes}")
-    try:
-        return HeadlineEvent.model_validate_json(value)
-    except ValidationError as exc:
-        raise _rejection(value, exc) from None
+    return decode_model(HeadlineEvent, value, max_bytes)
 
 
 def _rejection(value: bytes, exc: ValidationError) -> EventRejected:
@@ -142,7 +164,7 @@ def event_time_seconds(event: HeadlineEvent, kafka_timestamp_ms: int | None, now
     """The event time in unix seconds: ``published_at``, else the Kafka timestamp, else ``now``."""
     if event.published_at is not None:
         return event.published_at.timestamp()
-    if kafka_timestamp_ms is not None and 0 <= kafka_timestamp_ms <= _MAX_TIMESTAMP_MS:
+    if kafka_timestamp_ms is not None and 0 <= kafka_timestamp_ms <= MAX_TIMESTAMP_MS:
         return kafka_timestamp_ms / 1000.0
     return now
 
@@ -239,9 +261,12 @@ def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
     """(Re)write the committed JSON Schemas into ``directory``; returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
+    from stream.outcomes import OUTCOME_SCHEMA_PATH, outcome_schema_text
+
     for name, text in (
         (EVENT_SCHEMA_PATH.name, event_schema_text()),
         (SCORE_SCHEMA_PATH.name, score_schema_text()),
+        (OUTCOME_SCHEMA_PATH.name, outcome_schema_text()),
     ):
         path = directory / name
         path.write_text(text, encoding="utf-8")

@@ -1,9 +1,10 @@
 """The one module that touches faust's and aiokafka's internals.
 
 faust runs the consumer group, the fetches, offset tracking and commits, the
-producer, the web server and the timers. The scorer needs five things faust
-does not offer publicly; each is done here, in a subclass or a small function,
-so faust itself stays unpatched and an upgrade that breaks an assumption fails
+producer, the web server, the timers and the join's table (its changelog and
+restore). The scorer needs the things below that faust does not offer
+publicly; each is done here, in a subclass or a small function, so faust
+itself stays unpatched and an upgrade that breaks an assumption fails
 ``tests/test_faust_adapter.py`` instead of the stream:
 
 * **Fetch wait.** faust hard-codes ``fetch_max_wait_ms=1500`` for its worker
@@ -13,10 +14,27 @@ so faust itself stays unpatched and an upgrade that breaks an assumption fails
 * **Batches instead of a stream.** faust's fetch loop hands records one at a
   time to its stream machinery (two tasks per message, and the per-event stream
   cost exceeded the scorer's CPU budget). :class:`ScorerConsumer` collects the
-  records of the batch topic into batches of up to ``batch_max_events`` (or
-  ``batch_max_wait_seconds``) and hands them to :meth:`BatchHooks.handle_batch`;
-  they are acked (become committable) only after it returned. A handler that
-  raises leaves its records unacked: they are never committed.
+  records of the batch topics (the input and, with the join, the outcomes) into
+  batches of up to ``batch_max_events`` (or ``batch_max_wait_seconds``) and
+  hands them to :meth:`BatchHooks.handle_batch` together; they are acked
+  (become committable) only after it returned. A handler that raises leaves its
+  records unacked: they are never committed. Records of other topics (a table's
+  changelog while faust restores it) take faust's own path (the conductor puts
+  them in the table manager's changelog queue, which its recovery applies).
+* **The join table.** With :attr:`AdapterConfig.join_table`, a faust table
+  (:class:`JoinTable`, raw keys and values) is registered, so faust's table
+  manager declares its changelog topic and restores its store on every
+  assignment; faust's assignor assigns the co-partitioned input, outcomes and
+  changelog partitions (same partition count) together. The worker writes the
+  changelog itself (``stream/join.py``): :class:`TableStore` gives it the
+  store and the lock that keeps faust's restore apart from the scoring thread.
+  :meth:`BatchHooks.rebalance_started` and :meth:`BatchHooks.table_recovered`
+  tell the worker when the store is being restored and when it is complete
+  (after the records buffered by faust's recovery are applied: on a broker whose
+  high watermark counts batches, faust stops reading at the last batch's first
+  record and buffers the rest). :meth:`ScorerConsumer.highwaters` therefore
+  reports the offset after the last stored record: the broker's high watermark,
+  raised by reading the partition from there to its end.
 * **Commit gate.** Before every offset commit, after faust flushed the producer,
   :meth:`BatchHooks.verify_before_commit` must pass (it proves the outputs are
   stored, ``stream/sink.py``); :meth:`BatchHooks.commit_refusal` refuses commits
@@ -40,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -121,15 +140,21 @@ class CommitRefusedError(HeadlineScorerError):
 class AdapterConfig:
     """What the adapter needs from the settings (built once, passed in; never read from the app)."""
 
-    batch_topic: str
+    batch_topics: tuple[str, ...]
     fetch_max_wait_ms: int = 1500
     batch_max_events: int = 256
     batch_max_wait_seconds: float = 0.02
     producer_idempotence: bool = True
+    # the name of the join's faust table (stream/join.py); None: no table
+    join_table: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.batch_topic:
-            raise ValueError("expected a batch topic name, got an empty string")
+        if not self.batch_topics or not all(self.batch_topics):
+            raise ValueError(f"expected one or more batch topic names, got {self.batch_topics!r}")
+        if len(set(self.batch_topics)) != len(self.batch_topics):
+            raise ValueError(f"expected distinct batch topics, got {self.batch_topics!r}")
+        if self.join_table is not None and not self.join_table:
+            raise ValueError("expected a join table name or None, got an empty string")
         if self.fetch_max_wait_ms < 0:
             raise ValueError(f"expected fetch_max_wait_ms >= 0, got {self.fetch_max_wait_ms}")
         if self.batch_max_events < 1:
@@ -154,6 +179,12 @@ class BatchHooks(Protocol):
 
     def committed(self, offsets: Mapping[TP, int]) -> None:
         """The broker accepted the commit of ``offsets``."""
+
+    def rebalance_started(self) -> None:
+        """A rebalance began: the join table's store is about to be restored (event loop)."""
+
+    async def table_recovered(self, partitions: frozenset[int]) -> None:
+        """faust restored the join table's store for these (changelog = input) partitions."""
 
 
 async def _finish_step(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
@@ -216,6 +247,52 @@ class ScorerConsumer(faust_aiokafka.Consumer):
             hooks.committed(offsets)
         return did_commit
 
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        """The broker's high watermarks, raised to the end of what is stored (table recovery reads
+        a changelog up to these). A broker whose high watermark counts batches (the embedded
+        broker, ``KNOWN.md``) reports less than the last offset + 1 when batches hold several
+        records; faust would then stop restoring in the middle of the last batch."""
+        marks = dict(await super().highwaters(*partitions))
+        behind = {tp: mark for tp, mark in marks.items() if mark is not None and mark > 0}
+        if behind:
+            marks.update(await self._stored_ends(behind))
+        return marks
+
+    async def _stored_ends(self, marks: Mapping[TP, int], timeout: float = 30.0) -> dict[TP, int]:
+        """Read each partition from its high watermark - 1 until nothing more comes: the offset after
+        its last record (on Apache Kafka, the high watermark itself)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        conf, transport = self.app.conf, cast(Any, self.transport)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+            request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
+            **faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+        )
+        ends = {tp: int(mark) for tp, mark in marks.items()}
+        await reader.start()
+        try:
+            assigned = {TopicPartition(tp.topic, tp.partition): tp for tp in marks}
+            reader.assign(list(assigned))
+            for atp, tp in assigned.items():
+                reader.seek(atp, ends[tp] - 1)
+            pending = set(assigned)
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                fetched = await reader.getmany(*pending, timeout_ms=200)
+                for atp in list(pending):
+                    records = fetched.get(atp)
+                    if records:
+                        tp = assigned[atp]
+                        ends[tp] = max(ends[tp], records[-1].offset + 1)
+                    else:  # nothing after what was read: the end
+                        pending.discard(atp)
+        finally:
+            await reader.stop()
+        return ends
+
     def _deliverable(self, message: Any) -> bool:
         """False for records fetched before a rebalance (they are fetched again, not acked)."""
         app = self.app
@@ -265,7 +342,7 @@ class ScorerConsumer(faust_aiokafka.Consumer):
         flow_suspended = self.suspend_flow.is_set
         sleep = asyncio.sleep
         config = scorer_app(self.app).adapter_config
-        batch_topic = config.batch_topic
+        batch_topics = frozenset(config.batch_topics)
         batch_max = config.batch_max_events
         batch_wait = config.batch_max_wait_seconds
         # Records of the batch topic wait here until the batch is full or its oldest record has
@@ -296,7 +373,7 @@ class ScorerConsumer(faust_aiokafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    if message.topic == batch_topic:
+                    if message.topic in batch_topics:
                         if not pending:
                             first_at = time.monotonic()
                         pending.append(message)
@@ -347,21 +424,83 @@ class ScorerFaustApp(faust.App):
 
     adapter_config: AdapterConfig
     hooks: BatchHooks
+    join_table: JoinTable | None = None
 
     def _new_transport(self) -> Any:
         return ScorerTransport(self.conf.broker_consumer, self, loop=self.loop)
 
+    def on_rebalance_start(self) -> None:
+        super().on_rebalance_start()
+        self.hooks.rebalance_started()
+
+
+class JoinTable(faust.Table[bytes, bytes]):
+    """faust's table, its store guarded by :attr:`join_lock` while faust writes it (restores)."""
+
+    join_lock: threading.RLock
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        with self.join_lock:
+            super().apply_changelog_batch(batch)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        # records faust buffered after it considered the partition read to its high watermark
+        cast(Any, self.app.tables).recovery.flush_buffers()
+        with self.join_lock:  # the memory store drops the keys of partitions no longer assigned
+            await self.data.on_recovery_completed(active_tps, standby_tps)
+        await self.call_recover_callbacks()
+        changelog = self.changelog_topic.get_topic_name()
+        partitions = frozenset(tp.partition for tp in active_tps if tp.topic == changelog)
+        await scorer_app(self.app).hooks.table_recovered(partitions)
+
+
+@dataclass(frozen=True)
+class TableStore:
+    """:class:`stream.join.JoinStore` over a :class:`JoinTable`'s local store (bytes -> bytes)."""
+
+    table: JoinTable
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.table.join_lock
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.table.data.get(key)
+        return None if value is None else bytes(value)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.table.data[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.table.data.pop(key, None)
+
+    def snapshot(self) -> list[tuple[bytes, bytes]]:
+        return [(bytes(k), bytes(v)) for k, v in list(self.table.data.items()) if v is not None]
+
 
 def create_app(app_id: str, config: AdapterConfig, hooks: BatchHooks, **faust_options: Any) -> ScorerFaustApp:
-    """A faust app that consumes ``config.batch_topic`` in batches handed to ``hooks`` (raw bytes).
+    """A faust app that consumes ``config.batch_topics`` in batches handed to ``hooks`` (raw bytes).
 
-    The topic is subscribed through faust's conductor like an agent's, and its records are acked
-    (and so committed) only after :meth:`BatchHooks.handle_batch` returned for their batch.
+    The topics are subscribed through faust's conductor like an agent's, and their records are acked
+    (and so committed) only after :meth:`BatchHooks.handle_batch` returned for their batch. With
+    ``config.join_table``, the join's table is registered (:attr:`ScorerFaustApp.join_table`).
     """
     app = ScorerFaustApp(app_id, **faust_options)
     app.adapter_config = config
     app.hooks = hooks
-    app.topics.add(app.topic(config.batch_topic, key_serializer="raw", value_serializer="raw"))
+    app.topics.add(app.topic(*config.batch_topics, key_serializer="raw", value_serializer="raw"))
+    if config.join_table is not None:
+        table = JoinTable(
+            app,
+            name=config.join_table,
+            key_type=bytes,  # faust's raw serializers
+            value_type=bytes,
+            beacon=app.tables.beacon,
+            help="scores and outcomes joined by headline id (stream/join.py)",
+        )
+        table.join_lock = threading.RLock()
+        app.tables.add(table)
+        app.join_table = table
     return app
 
 

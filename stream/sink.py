@@ -78,6 +78,8 @@ class OutRecord:
     key: bytes | None
     value: bytes | None
     headers: Sequence[Header] = ()
+    # the destination partition; None: chosen from the key (:func:`partition_for`)
+    partition: int | None = None
 
 
 def partition_for(key: bytes | None, n_partitions: int, fallback: int) -> int:
@@ -278,7 +280,13 @@ class BatchSink:
         self._round_robin += 1
         by_partition: dict[int, list[OutRecord]] = {}
         for record in records:
-            by_partition.setdefault(partition_for(record.key, n, self._round_robin), []).append(record)
+            if record.partition is None:
+                partition = partition_for(record.key, n, self._round_robin)
+            elif 0 <= record.partition < n:
+                partition = record.partition
+            else:
+                raise ValueError(f"record for {topic}[{record.partition}]: the topic has {n} partitions")
+            by_partition.setdefault(partition, []).append(record)
         batches = 0
         for partition, recs in by_partition.items():
             batch = self.producer.create_batch()

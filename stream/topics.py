@@ -35,6 +35,7 @@ class TopicSpec:
 # A dead letter is the input record plus ~250 bytes of headers: an input record right at the
 # broker's size limit must still fit, or the worker could never commit past it.
 DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+COMPACTED: Mapping[str, str] = {"cleanup.policy": "compact"}
 
 
 def scorer_topics(settings: StreamSettings) -> list[TopicSpec]:
@@ -42,9 +43,17 @@ def scorer_topics(settings: StreamSettings) -> list[TopicSpec]:
 
     The outcomes topic has the input's partition count: both are keyed by headline id, so an
     id's event and its outcomes meet in one partition number (the join, ``stream/join.py``).
-    The labelled topic is compacted: it keeps the latest joined row per id.
+    The labelled topic is compacted: it keeps the latest joined row per id. With the join, the
+    join table's changelog (faust's name ``<SCORER_APP_ID>-headline-join-changelog``, compacted, the
+    input's partition count) is listed too, so it exists when ``CREATE_TOPICS`` is false (faust
+    creates it itself only when it may create topics).
     """
     parts, replication = settings.topic_partitions, settings.topic_replication
+    join = (
+        [TopicSpec(f"{settings.scorer_app_id}-headline-join-changelog", parts, replication, COMPACTED)]
+        if settings.join_enabled
+        else []
+    )
     return [
         TopicSpec(settings.input_topic, parts, replication),
         TopicSpec(settings.output_topic, parts, replication),
@@ -52,6 +61,7 @@ def scorer_topics(settings: StreamSettings) -> list[TopicSpec]:
         TopicSpec(settings.outcomes_topic, parts, replication),
         TopicSpec(settings.labelled_topic, parts, replication, {"cleanup.policy": "compact"}),
         TopicSpec(settings.shadow_output_topic, parts, replication),
+        *join,
     ]
 
 

@@ -29,7 +29,8 @@ import yaml
 from artifact.manifest import MANIFEST_FILE, MODEL_FILE
 from artifact.registry import CURRENT_FILE, Registry, atomic_write_text
 from stream.asyncio_util import run_sync
-from stream.topics import TopicSpec, create_topics
+from stream.settings import StreamSettings
+from stream.topics import TopicSpec, create_topics, scorer_topics
 from tests.export_support import clock_from, sample_checkpoint, sample_data
 from tests.stream_harness import (
     BackgroundReplay,
@@ -224,12 +225,10 @@ def test_a_without_create_topics_the_restart_waits_for_the_operator(
     topics = Topics.unique()
     app_id = f"t-{uuid.uuid4().hex[:6]}"
     env = {"CREATE_TOPICS": "false"}
-    run_sync(
-        create_topics(
-            {"bootstrap_servers": bootstrap},
-            [TopicSpec(t, 4) for t in (topics.input, topics.output, topics.dlq)],
-        )
+    settings = StreamSettings.from_env(
+        input_topic=topics.input, output_topic=topics.output, dlq_topic=topics.dlq, scorer_app_id=app_id
     )
+    run_sync(create_topics({"bootstrap_servers": bootstrap}, scorer_topics(settings)))  # all the worker needs
     first = _worker(bootstrap, registry_root, topics, tmp_path, app_id, env=env).start()
     second: WorkerProcess | None = None
     try:
@@ -245,7 +244,8 @@ def test_a_without_create_topics_the_restart_waits_for_the_operator(
 
         run_sync(  # the operator creates them
             create_topics(
-                {"bootstrap_servers": bootstrap}, [TopicSpec(t, 4) for t in (topics.output, topics.dlq)]
+                {"bootstrap_servers": bootstrap},
+                [spec for spec in scorer_topics(settings) if spec.name != topics.input],
             )
         )
         second = _worker(bootstrap, registry_root, topics, tmp_path, app_id, 2, env=env).start()
@@ -263,7 +263,8 @@ def test_b_ready_turns_503_while_the_broker_is_down_and_200_when_it_is_back(
     bootstrap = embedded_broker.bootstrap
     topics = Topics.unique()
     env = {"READY_TIMEOUT_SECONDS": "5"}
-    worker = _worker(bootstrap, registry_root, topics, tmp_path, f"t-{uuid.uuid4().hex[:6]}", env=env).start()
+    app_id = f"t-{uuid.uuid4().hex[:6]}"
+    worker = _worker(bootstrap, registry_root, topics, tmp_path, app_id, env=env).start()
     try:
         worker.wait_ready()
         pid = worker.proc.pid if worker.proc else None
@@ -281,12 +282,12 @@ def test_b_ready_turns_503_while_the_broker_is_down_and_200_when_it_is_back(
             time.sleep(0.5)
 
         embedded_broker.start()
-        run_sync(
-            create_topics(
-                {"bootstrap_servers": bootstrap},
-                [TopicSpec(t, 4) for t in (topics.input, topics.output, topics.dlq)],
-            )
+        settings = StreamSettings.from_env(
+            input_topic=topics.input, output_topic=topics.output, dlq_topic=topics.dlq, scorer_app_id=app_id
         )
+        run_sync(
+            create_topics({"bootstrap_servers": bootstrap}, scorer_topics(settings))
+        )  # every topic it uses
         _wait_for(lambda: worker.get("/ready")[0] == 200, 60, "/ready back to 200", worker)
         assert worker.get("/live")[0] == 200
         asyncio.run(produce(bootstrap, topics.input, _valid(100, "back")))

@@ -82,6 +82,7 @@ def test_the_overrides_keep_the_base_signatures() -> None:
         faust_adapter.ScorerConsumerThread,
         faust_adapter.ScorerProducer,
         faust_adapter.ScorerFaustApp,
+        faust_adapter.JoinTable,
     ):
         for name, member in vars(cls).items():
             if not callable(member) or name.startswith("__"):
@@ -187,9 +188,15 @@ def test_no_other_module_touches_faust_or_aiokafka_internals() -> None:
 
 def test_adapter_config_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="batch topic"):
-        AdapterConfig(batch_topic="")
+        AdapterConfig(batch_topics=())
+    with pytest.raises(ValueError, match="batch topic"):
+        AdapterConfig(batch_topics=("t", ""))
+    with pytest.raises(ValueError, match="distinct"):
+        AdapterConfig(batch_topics=("t", "t"))
     with pytest.raises(ValueError, match="batch_max_events"):
-        AdapterConfig(batch_topic="t", batch_max_events=0)
-    config = AdapterConfig(batch_topic="t")
+        AdapterConfig(batch_topics=("t",), batch_max_events=0)
+    with pytest.raises(ValueError, match="join table"):
+        AdapterConfig(batch_topics=("t",), join_table="")
+    config = AdapterConfig(batch_topics=("t", "o"), join_table="headline-join")
     with pytest.raises(AttributeError):
-        config.batch_topic = "u"  # type: ignore[misc]
+        config.batch_topics = ("u",)  # type: ignore[misc]

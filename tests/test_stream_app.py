@@ -12,6 +12,7 @@ import pytest
 
 from stream.app import build_app, faust_kwargs
 from stream.faust_adapter import ScorerFaustApp
+from stream.quality import LiveQuality
 from stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +35,31 @@ def test_build_app_carries_the_settings_into_faust(tmp_path: Path) -> None:
     assert app.conf.broker_commit_interval == 0.5
     assert app.conf.web_port == 7777
     assert app.adapter_config.fetch_max_wait_ms == 25
-    assert app.adapter_config.batch_topic == settings.input_topic
+    assert app.adapter_config.batch_topics == (settings.input_topic, settings.outcomes_topic)
+    assert app.adapter_config.join_table == "headline-join"
+    assert app.join_table is not None and worker.join is not None
+    assert isinstance(worker.join.quality, LiveQuality)
+    assert app.join_table.changelog_topic.get_topic_name() == "scorer-x-headline-join-changelog"
+    assert app.join_table.changelog_topic.partitions in (None, settings.topic_partitions)
+    assert (app.join_table.key_serializer, app.join_table.value_serializer) == ("raw", "raw")
     assert app.adapter_config.producer_idempotence is True  # on unless PRODUCER_IDEMPOTENCE=false
     assert app.hooks is worker
     assert worker.holder.model is None  # nothing loaded until the worker starts
     assert worker.health.ready() == (False, "no model loaded")
+
+
+def test_join_disabled_subscribes_the_input_only_and_registers_no_table(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    settings = StreamSettings.from_env(model_registry=tmp_path, join_enabled=False)
+    worker = build_app(settings, registry=registry)
+    app = worker.faust_app
+    assert app.adapter_config.batch_topics == (settings.input_topic,)
+    assert app.adapter_config.join_table is None
+    assert app.join_table is None and worker.join is None
+    assert list(app.tables) == []
+    assert registry.get_sample_value("headline_scorer_join_entries") is None
 
 
 def test_sasl_settings_become_faust_credentials(tmp_path: Path) -> None:

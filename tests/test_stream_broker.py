@@ -11,7 +11,7 @@ import pytest
 from headline_scorer.embedded_broker import BrokerError, EmbeddedBroker
 from stream.asyncio_util import answers_metadata, free_port, run_sync
 from stream.settings import StreamSettings
-from stream.topics import TopicSpec, create_topics, ensure_topics, ensure_topics_sync
+from stream.topics import TopicSpec, create_topics, ensure_topics, ensure_topics_sync, scorer_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -71,9 +71,14 @@ def test_ensure_topics_is_idempotent(kafka_bootstrap: str, kafka_client_kwargs: 
         input_topic=f"in-{suffix}",
         output_topic=f"out-{suffix}",
         dlq_topic=f"dlq-{suffix}",
+        outcomes_topic=f"outcomes-{suffix}",
+        labelled_topic=f"labelled-{suffix}",
+        shadow_output_topic=f"shadow-{suffix}",
+        scorer_app_id=f"app-{suffix}",
         topic_partitions=2,
     )
-    names = [settings.input_topic, settings.output_topic, settings.dlq_topic]
+    names = [spec.name for spec in scorer_topics(settings)]
+    assert {settings.input_topic, settings.output_topic, settings.dlq_topic} <= set(names)
     assert sorted(ensure_topics_sync(settings)) == sorted(names)
     assert ensure_topics_sync(settings) == []
     assert run_sync(ensure_topics(settings)) == []
