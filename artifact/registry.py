@@ -4,6 +4,7 @@ Layout::
 
     ROOT/
       CURRENT                     the serving version's name (one line)
+      SHADOW                      optional: the version scored beside it (one line; stream/shadow.py)
       20261124T101500Z-3f2a9c1d/  one directory per version (manifest.json, model.onnx, ...)
       .staging-*/                 exports in progress (ignored; never current; removed once stale)
       .lock                       flock for publish/promote/rollback/prune
@@ -14,9 +15,18 @@ file and the directory are fsynced, it is renamed to its version name, and
 only then ``CURRENT`` is replaced atomically (temporary file, fsync,
 ``os.replace``, fsync of the directory). A crash at any point leaves
 ``CURRENT`` naming a complete, verified version. Versions beyond ``keep`` are
-pruned oldest first; the current version is never pruned.
+pruned oldest first; the current (and the shadow) version is never pruned.
 
 ``rollback`` makes the newest version older than the current one current.
+
+``SHADOW`` (written like ``CURRENT``, under the same lock) names a version the
+stream workers score every event with too, publishing those scores to their own
+topic only. :meth:`Registry.set_shadow` verifies the version loads and is not
+the current one; promoting the shadow version (or rolling back to it) clears
+``SHADOW``. Pruning never removes the current or the shadow version. A
+``SHADOW`` naming a version that is missing or invalid is reported by
+:meth:`Registry.shadow_problem` and by the workers' reload failures; it never
+affects ``CURRENT`` or loading it.
 
 A ``.staging-*`` directory left by an export that was killed midway is
 removed by the next publish (or :meth:`Registry.clean_staging`) once nothing
@@ -44,6 +54,7 @@ from artifact.runtime import ScoringModel, load_model
 logger = logging.getLogger(__name__)
 
 CURRENT_FILE = "CURRENT"
+SHADOW_FILE = "SHADOW"
 STAGING_PREFIX = ".staging-"
 _LOCK_FILE = ".lock"
 #: A staging directory untouched for this long belongs to an export that died.
@@ -144,8 +155,9 @@ class Registry:
             if VERSION_PATTERN.match(p.name) and p.is_dir() and (p / MANIFEST_FILE).is_file()
         )
 
-    def current_version(self) -> str | None:
-        path = self.root / CURRENT_FILE
+    def _read_pointer(self, name: str) -> str | None:
+        """The version a pointer file (``CURRENT``, ``SHADOW``) names; None when it does not exist."""
+        path = self.root / name
         try:
             text = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
@@ -156,6 +168,31 @@ class Registry:
             return validate_version(text)
         except RegistryError as exc:
             raise RegistryError(f"{path}: {exc}") from exc
+
+    def current_version(self) -> str | None:
+        return self._read_pointer(CURRENT_FILE)
+
+    def shadow_version(self) -> str | None:
+        """The version ``SHADOW`` names (None: no shadow). It may be missing: see :meth:`shadow_problem`."""
+        return self._read_pointer(SHADOW_FILE)
+
+    def shadow_problem(self) -> str | None:
+        """Why ``SHADOW`` cannot be used (unreadable, not a version name, no such version), or None."""
+        try:
+            shadow = self.shadow_version()
+        except RegistryError as exc:
+            return str(exc)
+        if shadow is not None and shadow not in self.versions():
+            return f"{self.root / SHADOW_FILE} names {shadow}, which is not a complete version in {self.root}"
+        return None
+
+    def _shadow_or_none(self) -> str | None:
+        """:meth:`shadow_version`, or None (logged) when ``SHADOW`` is unusable: writers never fail on it."""
+        try:
+            return self.shadow_version()
+        except RegistryError as exc:
+            logger.warning("registry %s: ignoring an unusable SHADOW (%s)", self.root, exc)
+            return None
 
     def load_current(self, *, intra_op_threads: int = 1) -> ScoringModel:
         version = self.current_version()
@@ -228,6 +265,40 @@ class Registry:
             except ArtifactError as exc:
                 raise RegistryError(f"refusing to promote {version}: {exc}") from exc
             self._set_current(version)
+            if self._shadow_or_none() == version:  # the shadow became current: nothing left to shadow
+                self._remove_shadow()
+
+    # --- the shadow version ----------------------------------------------------------------
+    def set_shadow(self, version: str) -> None:
+        """Mark an existing, loadable version (not the current one) as the shadow version."""
+        with self._locked():
+            path = self.version_dir(version)
+            if version not in self.versions():
+                raise RegistryError(f"{path}: no such version (have {self.versions()})")
+            if version == self.current_version():
+                raise RegistryError(f"{version} is the current version; a shadow must be another version")
+            try:
+                load_model(path)
+            except ArtifactError as exc:
+                raise RegistryError(f"refusing to shadow {version}: {exc}") from exc
+            atomic_write_text(self.root / SHADOW_FILE, version + "\n")
+            logger.info("registry %s: SHADOW -> %s", self.root, version)
+
+    def clear_shadow(self) -> str | None:
+        """Remove ``SHADOW``; return the version it named (None when there was none or it was unusable)."""
+        with self._locked():
+            previous = self._shadow_or_none()
+            self._remove_shadow()
+            return previous
+
+    def _remove_shadow(self) -> None:
+        path = self.root / SHADOW_FILE
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        fsync_dir(self.root)
+        logger.info("registry %s: SHADOW cleared", self.root)
 
     def rollback(self) -> str:
         """Make the newest version older than the current one current; return it."""
@@ -241,13 +312,13 @@ class Registry:
         return older[-1]
 
     def _prune(self) -> None:
-        current = self.current_version()
+        kept = {self.current_version(), self._shadow_or_none()}
         versions = self.versions()
         excess = len(versions) - self.keep
         for version in versions:
             if excess <= 0:
                 break
-            if version == current:
+            if version in kept:
                 continue
             doomed = self.root / f"{STAGING_PREFIX}pruned-{version}"
             (self.root / version).rename(doomed)  # out of versions() atomically, then delete
@@ -293,6 +364,7 @@ class Registry:
         return {
             "version": version,
             "current": version == self.current_version(),
+            "shadow": version == self._shadow_or_none(),
             "created_at": manifest.created_at.isoformat(),
             "training_rows": manifest.training_data.rows,
             "quality_roc_auc": manifest.validation_metrics.get("quality_roc_auc"),

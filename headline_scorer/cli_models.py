@@ -1,7 +1,8 @@
-"""CLI commands for the model artifact: ``export``, ``models list|show|promote|rollback``, ``retrain``.
+"""CLI commands for the model artifact: ``export``, ``models list|show|promote|rollback|shadow``, ``retrain``.
 
-Thin wrappers over :mod:`export.build`, :mod:`artifact.registry` and
-:mod:`export.retrain`; torch is imported only by ``export`` and ``retrain``.
+Thin wrappers over :mod:`export.build`, :mod:`artifact.registry`,
+:mod:`headline_scorer.live_evidence` and :mod:`export.retrain`; torch is imported
+only by ``export`` and ``retrain``.
 Deliberate errors exit 2 with a one-line message; a candidate rejected by the
 retrain gate exits 1 after printing the gate report.
 """
@@ -69,19 +70,23 @@ def export(
 def list_versions(
     registry: RegistryOption, as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False
 ) -> None:
-    """List the versions, oldest first; the current one is marked with '*'."""
+    """List the versions, oldest first; the current one is marked with '*', the shadow with 's'."""
     from artifact.registry import Registry
 
     reg = Registry(registry)
     rows = [reg.describe(v) for v in reg.versions()]
+    problem = reg.shadow_problem()
+    if problem is not None:  # never hides the list: the pointer is reported beside it
+        typer.echo(f"warning: SHADOW is unusable: {problem}", err=True)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         typer.echo(f"no versions in {registry}")
     for row in rows:
+        mark = "*" if row["current"] else "s" if row["shadow"] else " "
         typer.echo(
-            f"{'*' if row['current'] else ' '} {row['version']}  created {row['created_at']}  "
+            f"{mark} {row['version']}  created {row['created_at']}  "
             f"AUC {row['quality_roc_auc']}  MAE {row['ctr_mae_normalized']}  rows {row['training_rows']}"
         )
 
@@ -98,12 +103,86 @@ def show(version: Annotated[str, typer.Argument(help="Version name.")], registry
 
 @models_app.command("promote")
 @fail_cleanly
-def promote(version: Annotated[str, typer.Argument(help="Version name.")], registry: RegistryOption) -> None:
-    """Verify a version and make it current."""
+def promote(
+    version: Annotated[str, typer.Argument(help="Version name.")],
+    registry: RegistryOption,
+    metrics_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics-url",
+            help="A worker's metrics page (http://host:port, /metrics added when no path is given); repeat "
+            "for every worker. Its live quality of the current version and of the candidate (as shadow) "
+            "and their agreement are printed before promoting.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote even when a --metrics-url cannot be read (without --force nothing is promoted).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each /metrics page.")
+    ] = 5.0,
+) -> None:
+    """Verify a version and make it current (promoting the shadow version clears SHADOW).
+
+    With --metrics-url, the live evidence read from the workers is printed first:
+    live CTR MAE (raw, normalized), pairwise accuracy and pairs, calibration error and labelled
+    events of the current version and of the candidate, and the candidate's shadow agreement.
+
+    A page that cannot be read is a one-line error and nothing is promoted, unless --force.
+
+    Without --metrics-url no live evidence is read (the command says so) and the version is promoted.
+    """
+    from artifact.registry import Registry
+    from headline_scorer.live_evidence import EvidenceError, format_evidence, read_evidence
+
+    reg = Registry(registry)
+    reg.version_dir(version)  # a bad name fails before any page is read
+    if not metrics_url:
+        typer.echo("no live evidence read (no --metrics-url given)")
+    else:
+        evidence = read_evidence(metrics_url, reg.current_version(), version, timeout=timeout)
+        if evidence.failures and not force:
+            raise EvidenceError(
+                f"{'; '.join(evidence.failures.values())}: not promoted (--force promotes without that page)"
+            )
+        for why in evidence.failures.values():
+            typer.echo(f"warning: {why} (promoting anyway: --force)", err=True)
+        typer.echo(format_evidence(evidence))
+    reg.promote(version)
+    typer.echo(f"current: {version}")
+
+
+@models_app.command("shadow")
+@fail_cleanly
+def shadow(
+    registry: RegistryOption,
+    version: Annotated[str | None, typer.Argument(help="Version to score beside the current one.")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Stop shadow scoring (remove SHADOW).")] = False,
+) -> None:
+    """Mark a version as shadow: the workers score every event with it too and publish those scores to
+    SHADOW_OUTPUT_TOPIC only. Without arguments, print the shadow version."""
+    from artifact.errors import RegistryError
     from artifact.registry import Registry
 
-    Registry(registry).promote(version)
-    typer.echo(f"current: {version}")
+    reg = Registry(registry)
+    if clear and version is not None:
+        raise RegistryError("expected a VERSION or --clear, not both")
+    if clear:
+        previous = reg.clear_shadow()
+        typer.echo(f"shadow cleared (was {previous})" if previous else "no shadow version")
+        return
+    if version is None:
+        problem = reg.shadow_problem()
+        if problem is not None:
+            raise RegistryError(problem)
+        typer.echo(f"shadow: {reg.shadow_version() or 'none'}")
+        return
+    reg.set_shadow(version)
+    typer.echo(f"shadow: {version}")
 
 
 @models_app.command("rollback")

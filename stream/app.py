@@ -84,6 +84,7 @@ from stream.metrics import ScorerMetrics
 from stream.reload import Loader, ModelHolder
 from stream.scoring import BatchResult, BatchScorer, InRecord
 from stream.settings import StreamSettings
+from stream.shadow import ShadowMetrics, ShadowScorer
 from stream.sink import BatchSink, DeliveryLedger
 from stream.topics import DLQ_MAX_MESSAGE_BYTES
 
@@ -197,9 +198,17 @@ class ScorerWorker:
         await sink.ensure_topics((self.settings.output_topic, self.settings.dlq_topic))
         await sink.send(self.settings.output_topic, result.scores)
         await sink.send(self.settings.dlq_topic, result.dead_letters)
+        await self.send_shadow_scores(sink, result)
         if joined is not None:
             await self._send_joined(sink, joined)
         self.health.processed()
+
+    async def send_shadow_scores(self, sink: BatchSink, result: BatchResult) -> None:
+        """The shadow version's scores (``stream/shadow.py``) to SHADOW_OUTPUT_TOPIC, never to the
+        output topic; the topic is checked only when a batch has shadow scores."""
+        if result.shadow_scores:
+            await sink.ensure_topics((self.settings.shadow_output_topic,))
+            await sink.send(self.settings.shadow_output_topic, result.shadow_scores)
 
     async def _send_joined(self, sink: BatchSink, joined: JoinOutput) -> None:
         """The join's bad outcomes, changelog records and labelled rows (the commit gate covers them)."""
@@ -453,6 +462,7 @@ def build_app(
     """A fresh faust app and its collaborators (tests build several per process)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ScorerMetrics(registry, clock=clock)
+    shadow_metrics = ShadowMetrics(registry) if settings.shadow_enabled else None
     holder = ModelHolder(
         Registry(Path(settings.model_registry)),
         metrics,
@@ -460,7 +470,18 @@ def build_app(
         rows_per_call=settings.onnx_rows_per_call,
         loader=loader,
         warm_batch=settings.batch_max_events,
+        shadow=settings.shadow_enabled,
+        shadow_metrics=shadow_metrics,
     )
+    shadow = None
+    if shadow_metrics is not None:
+        shadow = ShadowScorer(
+            shadow_metrics,
+            lambda: holder.shadow_model,
+            window_events=settings.drift_window_events,
+            window_seconds=settings.drift_window_seconds,
+            clock=clock,
+        )
 
     def drift_factory(model: ScoringModel) -> SlidingWindowDrift:
         return SlidingWindowDrift.from_mapping(
@@ -480,6 +501,7 @@ def build_app(
             max_dead_letter_bytes=settings.dlq_max_record_bytes,
             drift_factory=drift_factory,
             clock=clock,
+            shadow=shadow,
         ),
         health=Health(
             clock=clock,

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from stream.drift import SlidingWindowDrift
 from stream.events import EventRejected, HeadlineEvent, decode_event, encode_scores, event_time_seconds
 from stream.metrics import ScorerMetrics
 from stream.sink import OutRecord
+
+if TYPE_CHECKING:
+    from stream.shadow import ShadowScorer
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ class BatchScorer:
         max_dead_letter_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         drift_factory: Callable[[ScoringModel], SlidingWindowDrift] | None = None,
         clock: Callable[[], float] = time.time,
+        shadow: ShadowScorer | None = None,
     ) -> None:
         self.metrics = metrics
         self.max_event_bytes = max_event_bytes
@@ -76,6 +81,8 @@ class BatchScorer:
         self.drift: SlidingWindowDrift | None = None
         self._drift_version: str | None = None
         self.clock = clock
+        # scores what the current model scored with the shadow version too (None: SHADOW_ENABLED=false)
+        self.shadow = shadow
 
     def _dead_letter(self, record: InRecord, reason: DeadLetterReason, error: str, out: BatchResult) -> None:
         headers = dead_letter_headers(
@@ -126,6 +133,8 @@ class BatchScorer:
             self._observe(model, batches, scored_at, inference)
         except Exception:
             logger.exception("metrics or drift update failed for a batch of %d scores", len(out.scores))
+        if self.shadow is not None:
+            self.shadow.process(out)  # never raises: a shadow failure costs no main score
         return out
 
     def _score(
@@ -167,7 +176,13 @@ class BatchScorer:
                 drift.update(scored.scores.signals, scored.scores.categories, scored.scores.category_known)
 
     def publish_drift(self) -> None:
-        """Export the drift window's PSI per signal and unseen-category share (scoring thread only)."""
+        """Export the drift window's PSI per signal and unseen-category share, and the shadow's
+        agreement window (scoring thread only)."""
+        if self.shadow is not None:  # first: a drift failure must not freeze the shadow's gauges
+            try:
+                self.shadow.publish()
+            except Exception:  # observability of the shadow never stops the housekeeping
+                logger.exception("publishing the shadow agreement failed")
         if self.drift is not None:
             snapshot = self.drift.compute()
             self.metrics.set_drift(snapshot.psi, snapshot.unseen_share)

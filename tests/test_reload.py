@@ -17,10 +17,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from artifact.errors import CanaryError, ModelLoadError
-from artifact.registry import CURRENT_FILE, Registry, atomic_write_text
+from artifact.registry import CURRENT_FILE, SHADOW_FILE, Registry, atomic_write_text
 from artifact.runtime import ScoringModel, load_model
 from stream.metrics import ScorerMetrics
 from stream.reload import RELOAD_FAILURE_REASONS, ModelHolder, ReloadFailure
+from stream.shadow import ShadowMetrics
 from tests.stream_harness import template_registry
 
 V1 = "20260101T000000Z-aaaaaaaa"
@@ -255,3 +256,193 @@ def test_a_real_version_under_another_name_is_rejected_once(tmp_path: Path, prom
     assert [p.name for p in calls] == [first, renamed]
     assert holder.version == first
     assert _failures(prom) == _only("version_mismatch")
+
+
+# --- the shadow version ------------------------------------------------------------------------
+SHADOW_INFO = "headline_scorer_shadow_model_info"
+
+
+class MissingAwareLoader(CountingLoader):
+    """A :class:`CountingLoader` that fails like the real loader on a missing directory."""
+
+    def __call__(self, path: Path) -> ScoringModel:
+        if not path.is_dir():
+            self.calls.append(path.name)
+            raise ModelLoadError(f"{path}: manifest not found")
+        return super().__call__(path)
+
+
+def _shadow(root: Path, text: str | None) -> None:
+    if text is None:
+        (root / SHADOW_FILE).unlink()
+    else:
+        atomic_write_text(root / SHADOW_FILE, text + "\n")
+
+
+def _shadow_holder(
+    root: Path, prom: CollectorRegistry, loader: CountingLoader, *, shadow: bool = True
+) -> ModelHolder:
+    return ModelHolder(
+        Registry(root), ScorerMetrics(prom), loader=loader, shadow=shadow, shadow_metrics=ShadowMetrics(prom)
+    )
+
+
+def _shadow_info(prom: CollectorRegistry) -> dict[str, float]:
+    return {s.labels["version"]: s.value for m in prom.collect() if m.name == SHADOW_INFO for s in m.samples}
+
+
+def test_the_shadow_loads_beside_the_current_and_clearing_unloads_it(
+    tmp_path: Path, prom: CollectorRegistry
+) -> None:
+    root = tmp_path / "registry"
+    for name in (V1, V2, V3):
+        _version(root, name)
+    _point(root, V1)
+    _shadow(root, V2)
+    loader = CountingLoader()
+    holder = _shadow_holder(root, prom, loader)
+    assert holder.poll() is True
+    assert holder.version == V1 and holder.shadow_version == V2
+    assert _shadow_info(prom) == {V2: 1.0}
+    assert [holder.poll() for _ in range(5)] == [False] * 5
+    assert loader.calls == [V1, V2]  # loaded once each
+    _shadow(root, V3)  # another shadow: swapped, the current untouched
+    assert holder.poll() is False
+    assert holder.version == V1 and holder.shadow_version == V3 and _shadow_info(prom) == {V3: 1.0}
+    _shadow(root, None)  # cleared
+    assert holder.poll() is False
+    assert holder.shadow_model is None and holder.version == V1
+    assert _shadow_info(prom) == {}
+    # the shadow promoted: CURRENT names it and SHADOW is gone (what Registry.promote does)
+    _shadow(root, V2)
+    holder.poll()
+    _point(root, V2)
+    _shadow(root, None)
+    assert holder.poll() is True
+    assert holder.version == V2 and holder.shadow_model is None and _shadow_info(prom) == {}
+    assert _failures(prom) == dict.fromkeys(RELOAD_FAILURE_REASONS, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("manifest_says", "reason"),
+    [("broken", "shadow_load_failed"), ("canary", "shadow_canary_failed"), (V1, "shadow_version_mismatch")],
+)
+def test_a_failing_shadow_is_settled_once_and_never_touches_the_current(
+    tmp_path: Path,
+    prom: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+    manifest_says: str,
+    reason: ReloadFailure,
+) -> None:
+    root = tmp_path / "registry"
+    _version(root, V1)
+    bad = _version(root, V2, manifest_says=manifest_says)
+    _version(root, V3)
+    _point(root, V1)
+    _shadow(root, V2)
+    loader = CountingLoader()
+    holder = _shadow_holder(root, prom, loader)
+    with caplog.at_level(logging.DEBUG, logger="stream.reload"):
+        assert holder.poll() is True
+        assert [holder.poll() for _ in range(20)] == [False] * 20
+    assert holder.version == V1 and holder.shadow_model is None
+    assert loader.calls == [V1, V2]  # one attempt for 21 polls
+    assert _failures(prom) == _only(reason)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "shadow model" in errors[0] and "is not affected" in errors[0]
+    _point(root, V3)  # the current still reloads while the shadow is rejected
+    assert holder.poll() is True and holder.version == V3 and holder.shadow_model is None
+    assert loader.calls == [V1, V2, V3]
+    (bad / "manifest.json").write_text(V2 + "    ")  # repaired in place
+    assert holder.poll() is False
+    assert holder.shadow_version == V2 and holder.version == V3
+    assert _failures(prom) == _only(reason)
+
+
+def test_a_shadow_naming_a_missing_version_is_counted_once(tmp_path: Path, prom: CollectorRegistry) -> None:
+    root = tmp_path / "registry"
+    _version(root, V1)
+    _point(root, V1)
+    _shadow(root, V2)  # never published (or pruned by hand)
+    loader = MissingAwareLoader()
+    holder = _shadow_holder(root, prom, loader)
+    assert [holder.poll() for _ in range(5)] == [True, False, False, False, False]
+    assert holder.version == V1 and holder.shadow_model is None
+    assert loader.calls == [V1, V2]
+    assert _failures(prom) == _only("shadow_load_failed")
+    _version(root, V2)  # published after all: its directory appears
+    holder.poll()
+    assert holder.shadow_version == V2
+
+
+def test_a_garbage_shadow_is_counted_once_and_the_current_keeps_reloading(
+    tmp_path: Path, prom: CollectorRegistry
+) -> None:
+    root = tmp_path / "registry"
+    for name in (V1, V2, V3):
+        _version(root, name)
+    _point(root, V1)
+    _shadow(root, V3)
+    loader = CountingLoader()
+    holder = _shadow_holder(root, prom, loader)
+    holder.poll()
+    assert holder.shadow_version == V3
+    _shadow(root, "../../etc/passwd")
+    assert [holder.poll() for _ in range(10)] == [False] * 10
+    assert holder.shadow_version == V3  # an unreadable SHADOW changes nothing
+    assert _failures(prom) == _only("shadow_bad_pointer")
+    _point(root, V2)
+    assert holder.poll() is True and holder.version == V2
+    assert _failures(prom) == _only("shadow_bad_pointer")  # still the same failure: not counted again
+    _shadow(root, V1)
+    holder.poll()
+    assert holder.shadow_version == V1 and holder.version == V2
+    assert loader.calls == [V1, V3, V2, V1]
+
+
+def test_a_shadow_naming_the_current_version_is_no_shadow(tmp_path: Path, prom: CollectorRegistry) -> None:
+    root = tmp_path / "registry"
+    _version(root, V1)
+    _point(root, V1)
+    _shadow(root, V1)
+    loader = CountingLoader()
+    holder = _shadow_holder(root, prom, loader)
+    assert holder.poll() is True and holder.poll() is False
+    assert holder.shadow_model is None and loader.calls == [V1]
+    assert _failures(prom) == dict.fromkeys(RELOAD_FAILURE_REASONS, 0.0)
+
+
+def test_without_shadow_enabled_the_shadow_is_never_read(tmp_path: Path, prom: CollectorRegistry) -> None:
+    root = tmp_path / "registry"
+    _version(root, V1)
+    _version(root, V2)
+    _point(root, V1)
+    _shadow(root, V2)
+    loader = CountingLoader()
+    holder = _shadow_holder(root, prom, loader, shadow=False)
+    assert holder.poll() is True and holder.poll() is False
+    assert holder.shadow_model is None and loader.calls == [V1] and _shadow_info(prom) == {}
+
+
+def test_an_unexpected_error_loading_the_shadow_stays_with_the_shadow(
+    tmp_path: Path, prom: CollectorRegistry
+) -> None:
+    root = tmp_path / "registry"
+    _version(root, V1)
+    _version(root, V2, manifest_says="crash")
+    _point(root, V1)
+    _shadow(root, V2)
+
+    class CrashingLoader(CountingLoader):
+        def __call__(self, path: Path) -> ScoringModel:
+            if (path / "manifest.json").read_text() == "crash":
+                self.calls.append(path.name)
+                raise RuntimeError("onnxruntime fell over")
+            return super().__call__(path)
+
+    loader = CrashingLoader()
+    holder = _shadow_holder(root, prom, loader)
+    assert [holder.poll() for _ in range(3)] == [True, False, False]  # poll() itself never raises
+    assert holder.version == V1 and holder.shadow_model is None and loader.calls == [V1, V2]
+    assert _failures(prom) == _only("shadow_load_failed")
+    assert "onnxruntime fell over" in holder.rejected[V2]
