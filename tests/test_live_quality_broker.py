@@ -369,7 +369,7 @@ def test_live_quality_of_replayed_upworthy_packages_equals_evaluate(
     data = load_dataset(source, UPWORTHY)
     assert data.groups is not None and data.impressions is not None
     groups = np.random.default_rng(15).permutation(np.unique(data.groups))
-    trained_on, held_out = set(groups[:500].tolist()), set(groups[500:560].tolist())
+    trained_on, held_out = set(groups[:500].tolist()), set(groups[500:590].tolist())
     train_rows = data.subset(np.flatnonzero([g in trained_on for g in data.groups.tolist()]))
     replayed = data.subset(np.flatnonzero([g in held_out for g in data.groups.tolist()]))
     model_dir = tmp_path / "model"
