@@ -467,7 +467,7 @@ class JoinTable(faust.Table[bytes, bytes]):
 
 @dataclass(frozen=True)
 class TableStore:
-    """:class:`stream.join.JoinStore` over a :class:`JoinTable`'s local store (bytes -> bytes)."""
+    """:class:`stream.join_state.JoinStore` over a :class:`JoinTable`'s local store (bytes -> bytes)."""
 
     table: JoinTable
 
