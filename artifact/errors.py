@@ -52,6 +52,7 @@ exception class of the project is in this drawing and under the root::
     │   └── ApacheKafkaError      Apache Kafka for tests and development cannot be fetched, started
     │                             or stopped (headline_scorer/apache_kafka.py)
     ├── ReplayError               the replay cannot run (headline_scorer/replay.py)
+    ├── LabelledExportError       the labelled topic cannot be read to its end (stream/labelled.py)
     └── DemoError                 the demo cannot start one of its parts (headline_scorer/demo.py)
 
 This module lives in ``artifact`` because every other package depends on

@@ -24,6 +24,7 @@ from headline_scorer.cli_common import (
     format_value,
 )
 from headline_scorer.cli_models import register as register_model_commands
+from headline_scorer.cli_outcomes import register as register_outcome_commands
 from headline_scorer.cli_stream import register as register_stream_commands
 from headline_scorer.logconfig import configure_logging
 
@@ -209,6 +210,7 @@ def demo(
 
 register_model_commands(app)
 register_stream_commands(app)
+register_outcome_commands(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

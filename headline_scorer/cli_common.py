@@ -16,7 +16,10 @@ R = TypeVar("R")
 
 MappingOption = Annotated[
     str,
-    typer.Option("--mapping", help="Column mapping: 'seed', 'upworthy' or a JSON/TOML mapping file."),
+    typer.Option(
+        "--mapping",
+        help="Column mapping: 'seed', 'upworthy', 'outcomes', 'outcomes-ungrouped' or a JSON/TOML file.",
+    ),
 ]
 LogOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING (env LOG_LEVEL).")]
 TrainConfigOption = Annotated[

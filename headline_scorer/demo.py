@@ -2,10 +2,15 @@
 
 On a fresh checkout with nothing running: start the embedded broker, train on
 the bundled sample and publish a model if the demo registry has none, start a
-worker process, replay the sample headlines as events (with a few invalid
-ones), and show the latest scores and the dead-letter count until every event
-is accounted for. With ``serve`` it keeps running until Ctrl-C. Everything it
-started is stopped on the way out, Ctrl-C included.
+worker process, replay the sample headlines as events (the generated news
+sample and the generated A/B tests, with their groups, plus a few invalid
+records), and show the latest scores and the dead-letter count until every
+event is accounted for. Then replay the realized impressions and clicks of the
+scored headlines as outcome events, in cumulative steps, and print the live
+quality the worker computed from them (read from its ``/metrics``: CTR error,
+pairwise accuracy within the A/B tests, calibration, label coverage). With
+``serve`` it keeps running until Ctrl-C. Everything it started is stopped on
+the way out, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -50,6 +55,23 @@ class DemoConfig:
     epochs: int | None = None
     serve: bool = False
     timeout: float = 120.0
+    outcome_steps: int = 3
+
+
+@dataclass(frozen=True)
+class VersionQuality:
+    """One model version's live quality as the worker's ``/metrics`` page shows it (NaN: nothing yet)."""
+
+    model_version: str
+    role: str
+    labelled: float
+    coverage: float
+    ctr_mae_raw: float
+    ctr_mae_normalized: float
+    pairwise_accuracy: float
+    pairs: float
+    calibration_error: float
+    reference: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +82,8 @@ class DemoOutcome:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     metrics_url: str = ""
     replay_done: bool = False
+    outcomes_sent: int = 0
+    live_quality: list[VersionQuality] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -180,10 +204,116 @@ async def _watch(
         await consumer.stop()
 
 
+QUALITY_SAMPLES: dict[str, str] = {
+    "headline_scorer_live_labelled_events": "labelled",
+    "headline_scorer_label_coverage": "coverage",
+    "headline_scorer_live_pairwise_accuracy": "pairwise_accuracy",
+    "headline_scorer_live_pairs": "pairs",
+    "headline_scorer_live_calibration_error": "calibration_error",
+}
+
+
+def parse_live_quality(text: str) -> list[VersionQuality]:
+    """The live-quality gauges of one ``/metrics`` page, one entry per (model version, role)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    nan = float("nan")
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    references: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "headline_scorer_model_reference":
+                references.setdefault(labels["model_version"], {})[labels["metric"]] = sample.value
+                continue
+            if "model_version" not in labels or "role" not in labels:
+                continue
+            key = (labels["model_version"], labels["role"])
+            if sample.name in QUALITY_SAMPLES:
+                found.setdefault(key, {})[QUALITY_SAMPLES[sample.name]] = sample.value
+            elif sample.name == "headline_scorer_live_ctr_mae":
+                found.setdefault(key, {})[f"ctr_mae_{labels['scale']}"] = sample.value
+    return [
+        VersionQuality(
+            model_version=version,
+            role=role,
+            labelled=values.get("labelled", nan),
+            coverage=values.get("coverage", nan),
+            ctr_mae_raw=values.get("ctr_mae_raw", nan),
+            ctr_mae_normalized=values.get("ctr_mae_normalized", nan),
+            pairwise_accuracy=values.get("pairwise_accuracy", nan),
+            pairs=values.get("pairs", nan),
+            calibration_error=values.get("calibration_error", nan),
+            reference=references.get(version, {}),
+        )
+        for (version, role), values in sorted(found.items())
+    ]
+
+
+def _metrics_text(url: str) -> str:
+    with urllib.request.urlopen(url + "/metrics", timeout=2) as resp:
+        return bytes(resp.read()).decode("utf-8")
+
+
+def wait_for_live_quality(
+    url: str, version: str, *, timeout: float, settle: float = 3.0
+) -> list[VersionQuality]:
+    """Poll ``/metrics`` until ``version``'s labelled count is positive and unchanged for ``settle`` s."""
+    started = time.monotonic()
+    last: tuple[float, float] | None = None
+    since = started
+    quality: list[VersionQuality] = []
+    while time.monotonic() - started < timeout:
+        try:
+            quality = parse_live_quality(_metrics_text(url))
+        except OSError:
+            quality = []
+        current = [q for q in quality if q.model_version == version and q.role == "current"]
+        seen = (current[0].labelled, current[0].pairs) if current else None
+        if seen != last:
+            last, since = seen, time.monotonic()
+        elif seen is not None and seen[0] > 0 and time.monotonic() - since >= settle:
+            return quality
+        time.sleep(0.5)
+    return quality
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f}"  # NaN: nothing to compute yet
+
+
+def quality_table(quality: list[VersionQuality]) -> Table:
+    """One row per measure; for each version its live figure and its validation figure."""
+    nan = float("nan")
+    table = Table(title="live quality from the replayed outcomes (worker /metrics)")
+    table.add_column("measure")
+    for q in quality:
+        table.add_column(f"{q.model_version} ({q.role})", justify="right")
+        table.add_column("validation", justify="right")
+
+    def row(measure: str, live: list[str], reference: str | None) -> None:
+        cells: list[str] = []
+        for q, value in zip(quality, live, strict=True):
+            cells += [value, _fmt(q.reference.get(reference, nan)) if reference else ""]
+        table.add_row(measure, *cells)
+
+    row("labelled headlines", [_fmt(q.labelled, 0) for q in quality], None)
+    row("label coverage", [_fmt(q.coverage) for q in quality], None)
+    row("CTR error (MAE, raw)", [_fmt(q.ctr_mae_raw, 4) for q in quality], None)
+    row("CTR error (MAE, normalized)", [_fmt(q.ctr_mae_normalized) for q in quality], "ctr_mae_normalized")
+    row(
+        "pairwise accuracy",
+        [f"{_fmt(q.pairwise_accuracy)} ({_fmt(q.pairs, 0)} pairs)" for q in quality],
+        "pairwise_accuracy",
+    )
+    row("calibration error (ECE)", [_fmt(q.calibration_error) for q in quality], "calibration_error")
+    return table
+
+
 def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
     console = console or Console()
     from headline_scorer.embedded_broker import EmbeddedBroker, broker_binary
-    from headline_scorer.replay import load_rows, replay_events
+    from headline_scorer.replay import load_outcomes, load_rows, replay_events, replay_outcomes
     from stream.asyncio_util import free_port
     from stream.settings import StreamSettings
     from stream.topics import ensure_topics_sync
@@ -223,7 +353,9 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
                     raise DemoError(f"the worker was not ready within 60 s; see {log_path}")
                 time.sleep(0.2)
             console.print(f"worker ready in {time.monotonic() - started:.1f} s; metrics at {url}/metrics")
-            rows = load_rows(SAMPLE_DATA / "train.csv", "seed")
+            samples = ((SAMPLE_DATA / "train.csv", "seed"), (SAMPLE_DATA / "ab_tests.csv", "upworthy"))
+            rows = [row for path, mapping in samples for row in load_rows(path, mapping)]
+            outcome_rows = [row for path, mapping in samples for row in load_outcomes(path, mapping)]
             titles = {row.id: row.title for row in rows}
 
             async def replay_and_watch(live: Live) -> str:
@@ -244,13 +376,18 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
                     rate=config.rate,
                     invalid_share=config.invalid_share,
                     max_event_bytes=settings.max_event_bytes,
+                    keep_ids=True,
                 )
                 outcome.sent = report.sent
                 outcome.replay_done = True
                 await watcher
+                scored_ids.extend(report.valid_ids)
                 return report.render()
 
-            console.print(f"replaying {len(rows)} sample headlines at {config.rate:.0f}/s")
+            scored_ids: list[str] = []
+            console.print(
+                f"replaying {len(rows)} sample headlines (news and A/B tests) at {config.rate:.0f}/s"
+            )
             with Live(console=console, refresh_per_second=4) as live:
                 rendered = asyncio.run(replay_and_watch(live))
             if not console.is_terminal:  # Live leaves its last line open when output is a file or pipe
@@ -265,6 +402,27 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoOutcome:
                 f"every event accounted for: {outcome.scored} scored, "
                 f"{sum(outcome.dead_lettered.values())} dead-lettered"
             )
+            outcomes_report = asyncio.run(
+                replay_outcomes(
+                    outcome_rows,
+                    client_kwargs=settings.kafka_client_kwargs(),
+                    topic=settings.outcomes_topic,
+                    rate=0,
+                    steps=config.outcome_steps,
+                    only_ids=scored_ids,
+                )
+            )
+            outcome.outcomes_sent = outcomes_report.sent
+            console.print(
+                f"replayed the outcomes of {len(set(scored_ids))} scored headlines: {outcomes_report.sent} "
+                f"outcome events in {config.outcome_steps} cumulative steps to {settings.outcomes_topic}"
+            )
+            outcome.live_quality = wait_for_live_quality(url, version, timeout=config.timeout)
+            if not outcome.live_quality:
+                raise DemoError(
+                    f"the worker shows no live quality within {config.timeout:.0f} s; see {log_path}"
+                )
+            console.print(quality_table(outcome.live_quality))
             if config.serve:
                 console.print(f"serving metrics at {url}/metrics; Ctrl-C stops the worker and the broker")
                 while worker.poll() is None:

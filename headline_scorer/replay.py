@@ -6,7 +6,14 @@ with ``published_at`` = the time it is sent. Sending is rate-limited in small
 ticks and batched by the producer (``linger_ms``). Optionally a share of the
 slots carries an invalid record instead (one of each dead-letter reason in
 turn) so the demo shows the dead-letter path; the report says how many of each
-were sent, which is exactly what the scorer should dead-letter.
+were sent, which is exactly what the scorer should dead-letter. Headline events
+carry the row's A/B ``group`` when the mapping has one.
+
+Outcomes (:func:`replay_outcomes`): the realized impressions and clicks of the
+same rows as outcome events on ``OUTCOMES_TOPIC`` (key = id, JSON ``{id,
+impressions, clicks, group, at}``), optionally in cumulative steps: step ``k``
+of ``n`` reports ``floor(count * k / n)`` of each count, so every id's counts
+only grow and end at the row's totals.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -46,6 +53,16 @@ class ReplayRow(NamedTuple):
     id: str
     title: str
     category: str | None
+    group: str | None = None
+
+
+class OutcomeRow(NamedTuple):
+    """A headline's final realized counts (the last of its cumulative outcome events)."""
+
+    id: str
+    impressions: int
+    clicks: int
+    group: str | None = None
 
 
 @dataclass
@@ -81,9 +98,29 @@ def load_rows(data: Path, mapping: str | Path = "seed") -> list[ReplayRow]:
 
     dataset = load_dataset(data, resolve_mapping(mapping))
     categories = dataset.categories or [None] * len(dataset)
+    groups = dataset.groups.tolist() if dataset.groups is not None else [None] * len(dataset)
     return [
-        ReplayRow(str(i), t, c)
-        for i, t, c in zip(dataset.ids.tolist(), dataset.titles, categories, strict=True)
+        ReplayRow(str(i), t, c, g or None)
+        for i, t, c, g in zip(dataset.ids.tolist(), dataset.titles, categories, groups, strict=True)
+    ]
+
+
+def load_outcomes(data: Path, mapping: str | Path = "seed") -> list[OutcomeRow]:
+    """Ids with their clicks and impressions (and group) of a CSV; the mapping must map both counts."""
+    from training.data import load_dataset
+    from training.mapping import resolve_mapping
+
+    dataset = load_dataset(data, resolve_mapping(mapping))
+    if dataset.clicks is None or dataset.impressions is None:
+        raise ReplayError(
+            f"{data}: mapping {mapping!s} gives no clicks and impressions; outcomes need both columns"
+        )
+    groups = dataset.groups.tolist() if dataset.groups is not None else [None] * len(dataset)
+    return [
+        OutcomeRow(str(i), int(imp), int(clk), g or None)
+        for i, imp, clk, g in zip(
+            dataset.ids.tolist(), dataset.impressions, dataset.clicks, groups, strict=True
+        )
     ]
 
 
@@ -91,7 +128,32 @@ def event_value(row: ReplayRow, published_at: str, round_no: int = 0) -> tuple[s
     """(id, JSON value) of ``row``; ids of later rounds over the data get a ``~N`` suffix."""
     event_id = row.id if round_no == 0 else f"{row.id}~{round_no}"
     value = {"id": event_id, "title": row.title, "category": row.category, "published_at": published_at}
+    if row.group is not None:
+        value["group"] = row.group
     return event_id, orjson.dumps(value)
+
+
+def outcome_steps(row: OutcomeRow, steps: int) -> list[tuple[int, int]]:
+    """(impressions, clicks) of each cumulative update: growing, changed each time, ending at the totals.
+
+    Steps that would report no impressions, or the same counts as the step before, are left out.
+    """
+    if steps < 1:
+        raise ReplayError(f"expected at least 1 outcome step, got {steps}")
+    out: list[tuple[int, int]] = []
+    for k in range(1, steps + 1):
+        counts = (row.impressions * k // steps, row.clicks * k // steps)
+        if counts[0] > 0 and (not out or counts != out[-1]):
+            out.append(counts)
+    return out
+
+
+def outcome_value(row: OutcomeRow, impressions: int, clicks: int, at: str) -> bytes:
+    """The JSON value of one outcome event (stream/schemas/headline-outcome.schema.json)."""
+    value: dict[str, object] = {"id": row.id, "impressions": impressions, "clicks": clicks, "at": at}
+    if row.group is not None:
+        value["group"] = row.group
+    return orjson.dumps(value)
 
 
 def invalid_value(kind: DeadLetterReason, n: int, max_event_bytes: int) -> bytes | None:
@@ -184,6 +246,68 @@ async def replay_events(
         report.invalid = dict(invalid)
         await producer.stop()
     logger.info("replay to %s: %s", topic, report.render())
+    return report
+
+
+async def replay_outcomes(
+    rows: Sequence[OutcomeRow],
+    *,
+    client_kwargs: Mapping[str, Any],
+    topic: str,
+    rate: float | None = 1000.0,
+    steps: int = 1,
+    only_ids: Collection[str] | None = None,
+    linger_ms: int = 5,
+    clock: Callable[[], float] = time.time,
+) -> ReplayReport:
+    """Send the outcome events of ``rows`` (those in ``only_ids`` when given), ``steps`` rounds deep.
+
+    Round ``k`` sends every id's ``k``-th cumulative update (:func:`outcome_steps`), so all ids
+    progress together as real counts would; ``at`` is the time each is sent. ``rate``: events per
+    second (None or 0: as fast as the producer takes them). ``report.valid`` counts outcome events.
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    if rate is not None and rate < 0:
+        raise ReplayError(f"expected a rate >= 0 events/s, got {rate}")
+    wanted = None if only_ids is None else set(only_ids)
+    chosen = [row for row in rows if wanted is None or row.id in wanted]
+    if not chosen:
+        raise ReplayError("no outcome rows to replay")
+    updates = [outcome_steps(row, steps) for row in chosen]
+    order = [
+        (row, counts[k])
+        for k in range(steps)
+        for row, counts in zip(chosen, updates, strict=True)
+        if k < len(counts)
+    ]
+    report = ReplayReport()
+    pending: list[asyncio.Future[Any]] = []
+    producer = AIOKafkaProducer(**client_kwargs, linger_ms=linger_ms)
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise ReplayError(f"cannot reach the broker: {exc!r}") from exc
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        for n, (row, (impressions, clicks)) in enumerate(order):
+            if rate:
+                wait = n / rate - (loop.time() - start)
+                if wait > 0.001:
+                    await asyncio.sleep(wait)
+            value = outcome_value(row, impressions, clicks, rfc3339_utc(clock()))
+            pending.append(await producer.send(topic, value=value, key=row.id.encode()))
+            report.valid += 1
+            if len(pending) >= MAX_PENDING:
+                report.failed += await _settle(pending)
+        report.failed += await _settle(pending)
+    finally:
+        report.seconds = loop.time() - start
+        await producer.stop()
+    logger.info("outcome replay to %s: %s", topic, report.render())
     return report
 
 

@@ -128,6 +128,8 @@ class ScorerWorker:
         self._last_offsets: dict[tuple[str, int], int] = {}
         self._lag_series: set[tuple[str, int]] = set()
         self._stopping: asyncio.Task[None] | None = None
+        self._waiting_for_model = False
+        self._told_no_model = False
         self.ledger.on_failure = self._outputs_lost
 
     @property
@@ -143,11 +145,25 @@ class ScorerWorker:
         self.health.model_loaded = self.holder.model is not None
 
     async def _wait_for_model(self) -> Any:
-        while self.holder.model is None:
-            await self.poll_model()
-            if self.holder.model is None:
-                await asyncio.sleep(self.settings.reload_poll_seconds)
+        self._waiting_for_model = True
+        try:
+            while self.holder.model is None:
+                await self.poll_model()
+                if self.holder.model is None:
+                    if not self._told_no_model:
+                        logger.warning(
+                            "records wait for a first model in %s (nothing is scored or committed until "
+                            "one is published)",
+                            self.settings.model_registry,
+                        )
+                        self._told_no_model = True
+                    await asyncio.sleep(self.settings.reload_poll_seconds)
+        finally:
+            self._waiting_for_model = False
         return self.holder.model
+
+    def abandonable(self) -> bool:
+        return self._waiting_for_model
 
     # -- producer side: started with faust's producer ---------------------------
     def start_sink(self) -> BatchSink:

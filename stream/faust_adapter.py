@@ -57,6 +57,7 @@ Verified with the versions in :data:`VERIFIED_FAUST` and :data:`VERIFIED_AIOKAFK
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -168,6 +169,10 @@ class BatchHooks(Protocol):
 
     async def handle_batch(self, messages: Sequence[Any]) -> None:
         """Process faust messages (``key``, ``value``, ``topic``, ``partition``, ``offset``, ...)."""
+
+    def abandonable(self) -> bool:
+        """True while the batch in flight has produced nothing and may be dropped unacked on stop
+        (it waits for a first model): stopping then does not wait for it."""
 
     def commit_refusal(self) -> BaseException | None:
         """Why no commit may happen any more (None: commits allowed)."""
@@ -306,7 +311,8 @@ class ScorerConsumer(faust_aiokafka.Consumer):
         """Hand ``messages`` to the hooks, then ack them (they become committable).
 
         A batch in flight when the worker is told to stop is finished first: cancellation
-        waits for it, so its records are acked only once their outputs are enqueued. A
+        waits for it, so its records are acked only once their outputs are enqueued; a batch
+        still waiting for a first model is dropped unacked instead (the restart reads it again). A
         handler that raises leaves the batch unacked (never committed) and stops the loop.
         """
         messages = [m for m in messages if self._deliverable(m)]
@@ -319,6 +325,11 @@ class ScorerConsumer(faust_aiokafka.Consumer):
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
+            if self._hooks.abandonable():  # nothing produced yet: drop it unacked (never committed)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise
             await task
             self._ack_all(messages)
             raise
@@ -456,7 +467,7 @@ class JoinTable(faust.Table[bytes, bytes]):
 
 @dataclass(frozen=True)
 class TableStore:
-    """:class:`stream.join.JoinStore` over a :class:`JoinTable`'s local store (bytes -> bytes)."""
+    """:class:`stream.join_state.JoinStore` over a :class:`JoinTable`'s local store (bytes -> bytes)."""
 
     table: JoinTable
 

@@ -100,7 +100,7 @@ def _bad_mapping_name(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:
         "--out",
         tmp / "r",
     ]
-    return args, "mapping bogus: expected one of ['seed', 'upworthy']"
+    return args, "mapping bogus: expected one of ['outcomes', 'outcomes-ungrouped', 'seed', 'upworthy']"
 
 
 def _bad_mapping_file(tmp: Path, sample: Path) -> tuple[list[str | Path], str]:

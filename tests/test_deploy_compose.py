@@ -117,8 +117,18 @@ def test_stack_has_every_part() -> None:
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
     script = init["command"][0]
     assert "--create --if-not-exists" in script
-    for variable in ("$INPUT_TOPIC", "$OUTPUT_TOPIC", "$DLQ_TOPIC", "$TOPIC_PARTITIONS"):
+    for variable in (
+        "$INPUT_TOPIC",
+        "$OUTPUT_TOPIC",
+        "$DLQ_TOPIC",
+        "$OUTCOMES_TOPIC",
+        "$LABELLED_TOPIC",
+        "$SHADOW_OUTPUT_TOPIC",
+        "$TOPIC_PARTITIONS",
+    ):
         assert variable in script  # left for the container's shell, after compose's $$ escape
+    assert '"${SCORER_APP_ID}-headline-join-changelog" --config cleanup.policy=compact' in script
+    assert '"$LABELLED_TOPIC" --config cleanup.policy=compact' in script
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in services, (name, dependency)
@@ -154,11 +164,20 @@ def test_model_registry_volume_is_shared_by_workers_and_retrain() -> None:
     for name in ("retrain", "model-init"):
         assert "models:/models" in services[name]["volumes"], name
     retrain = services["retrain"]
-    command = retrain["command"]
-    assert command[0] == "retrain"
-    assert command[command.index("--registry") + 1] == registry
-    assert command[command.index("--every") + 1] == "6h"
-    assert command[command.index("--data") + 1] == "/data/train.csv"
+    assert retrain["entrypoint"] == ["/bin/bash", "-c"]
+    (script,) = retrain["command"]
+    assert f"--registry {registry}" in script and "headline-scorer outcomes export" in script
+    env = environment(retrain)
+    assert (env["RETRAIN_EVERY"], env["TRAINING_DATA_FILE"], env["TRAINING_DATA_MAPPING"]) == (
+        "6h",
+        "train.csv",
+        "seed",
+    )
+    assert (env["OUTCOMES_MAPPING"], env["OUTCOMES_MIN_ROWS"]) == ("outcomes", "1000")
+    kafka = {key: value for key, value in env.items() if key in ENV_VARS}
+    assert kafka == {key: value for key, value in environment(services["scorer"]).items() if key in kafka}
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "LABELLED_TOPIC"} <= set(kafka)
+    assert retrain["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     assert retrain["image"] == services["model-init"]["image"] == "headline-scorer-train:latest"
     assert services["model-init"]["build"]["dockerfile"] == "deploy/docker/Dockerfile.train"
     assert services["scorer"]["build"]["dockerfile"] == "deploy/docker/Dockerfile"
@@ -259,7 +278,7 @@ def test_docker_compose_loads_the_file(tmp_path: Path) -> None:
         "/models",
         True,
     )
-    assert services["retrain"]["command"][-2:] == ["--every", "6h"]
+    assert services["retrain"]["environment"]["RETRAIN_EVERY"] == "6h"
     data_mount = next(v for v in services["retrain"]["volumes"] if v["target"] == "/data")
     assert Path(data_mount["source"]) == (ROOT / "headline_scorer" / "sample_data")
     # not interpolated by compose (config prints the $$ escape back): the container's shell expands it
@@ -269,7 +288,7 @@ def test_docker_compose_loads_the_file(tmp_path: Path) -> None:
     assert scaled.returncode == 0, scaled.stderr
     scaled_services = json.loads(scaled.stdout)["services"]
     assert scaled_services["kafka-init"]["environment"]["TOPIC_PARTITIONS"] == "8"
-    assert scaled_services["retrain"]["command"][-1] == "1h"
+    assert scaled_services["retrain"]["environment"]["RETRAIN_EVERY"] == "1h"
 
 
 def test_docker_compose_rejects_a_broken_file(tmp_path: Path) -> None:
@@ -280,3 +299,17 @@ def test_docker_compose_rejects_a_broken_file(tmp_path: Path) -> None:
     result = _compose_config(_docker_compose(), broken, tmp_path)
     assert result.returncode != 0
     assert "condition" in result.stderr
+
+
+def test_retrain_round_is_the_kubernetes_cronjobs() -> None:
+    """The compose loop runs, every RETRAIN_EVERY, the round of the CronJob (tested in test_deploy_k8s.py)."""
+    (script,) = compose()["services"]["retrain"]["command"]
+    lines = [line.strip() for line in script.strip().splitlines()]
+    closing = ') || echo "retrain: round failed (exit $?)" >&2'
+    assert lines[:2] == ["while :; do", "("]
+    assert lines[-3:] == [closing, 'sleep "$RETRAIN_EVERY"', "done"]
+    round_ = lines[2:-3]
+    cronjob = yaml.safe_load((DEPLOY / "k8s" / "base" / "cronjob.yaml").read_text(encoding="utf-8"))
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    (k8s_script,) = container["args"]
+    assert round_ == [line.strip() for line in k8s_script.strip().splitlines()]

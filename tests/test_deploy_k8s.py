@@ -183,7 +183,15 @@ def test_settings_are_contract_variables_and_consistent() -> None:
     # the worker refuses SASL credentials without a SASL protocol (and the reverse)
     assert data["KAFKA_SECURITY_PROTOCOL"] in {"SASL_PLAINTEXT", "SASL_SSL"}
     assert data["KAFKA_SASL_MECHANISM"] in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
-    assert len({data["INPUT_TOPIC"], data["OUTPUT_TOPIC"], data["DLQ_TOPIC"]}) == 3
+    topics = (
+        "INPUT_TOPIC",
+        "OUTPUT_TOPIC",
+        "DLQ_TOPIC",
+        "OUTCOMES_TOPIC",
+        "LABELLED_TOPIC",
+        "SHADOW_OUTPUT_TOPIC",
+    )
+    assert len({data[name] for name in topics}) == len(topics)
     for name, spec in pod_specs().items():
         for container in spec["containers"]:
             for source in container.get("envFrom", []):
@@ -252,15 +260,88 @@ def test_registry_volume_is_shared_read_write_many() -> None:
     }
 
 
-def test_retrain_cronjob_runs_retrain_and_export_one_shot() -> None:
+def retrain_container() -> dict[str, Any]:
+    (container,) = one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_retrain_cronjob_exports_outcomes_then_retrains_one_shot() -> None:
     cronjob = one("CronJob")
     assert len(cronjob["spec"]["schedule"].split()) == 5
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    args = container["args"]
-    assert args[0] == "retrain" and "--every" not in args  # one-shot: the CronJob is the schedule
-    assert args[args.index("--registry") + 1] == settings()["MODEL_REGISTRY"]
+    container = retrain_container()
+    assert container["command"] == ["/bin/bash", "-c"]
+    (script,) = container["args"]
+    assert "--every" not in script  # one-shot: the CronJob is the schedule
+    assert f"--registry {settings()['MODEL_REGISTRY']}" in script
+    assert script.index("headline-scorer outcomes export") < script.index("exec headline-scorer retrain")
+    assert "$(" not in script  # Kubernetes would expand $(NAME) in args before the shell sees them
     assert container["image"] == "headline-scorer-train"
+    # the export reads Kafka like the workers: their settings, credentials and CA
+    sources = container["envFrom"]
+    assert {"configMapRef": {"name": "headline-scorer-settings"}} in sources
+    assert {"secretRef": {"name": one("Secret")["metadata"]["name"]}} in sources
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert (mounts["kafka-ca"]["mountPath"], mounts["kafka-ca"]["readOnly"]) == (CA_DIR, True)
+    assert "LABELLED_TOPIC" in settings() and "QUALITY_MIN_IMPRESSIONS" in settings()
+
+
+def run_retrain_round(tmp_path: Path, script: str, export_exit: int) -> tuple[int, list[list[str]], str]:
+    """The retrain round with ``headline-scorer`` replaced by a stub that logs its arguments.
+
+    The stub's ``outcomes export`` exits with ``export_exit``; ``retrain`` exits 0.
+    """
+    stubs = tmp_path / f"bin-{export_exit}"
+    stubs.mkdir()
+    calls = tmp_path / f"calls-{export_exit}.jsonl"
+    stub = stubs / "headline-scorer"
+    python = shutil.which("python3") or sys.executable
+    stub.write_text(
+        "#!/bin/sh\n"
+        f'{python} -c "import json, sys; print(json.dumps(sys.argv[1:]))" "$@" >> {calls}\n'
+        f'if [ "$1" = outcomes ]; then exit {export_exit}; fi\n',
+        encoding="utf-8",
+    )
+    stub.chmod(0o755)
+    training = named("ConfigMap", "headline-scorer-training-data")["data"]
+    result = subprocess.run(
+        ["/bin/bash", "-c", script],
+        env={"PATH": f"{stubs}:{os.environ['PATH']}", **settings(), **training},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = calls.read_text(encoding="utf-8").splitlines() if calls.exists() else []
+    return result.returncode, [json.loads(line) for line in lines], result.stdout + result.stderr
+
+
+def test_retrain_round_trains_on_outcomes_or_falls_back_to_the_seed_data(tmp_path: Path) -> None:
+    (script,) = retrain_container()["args"]
+    training = named("ConfigMap", "headline-scorer-training-data")["data"]
+    assert training["OUTCOMES_MAPPING"] == "outcomes" and int(training["OUTCOMES_MIN_ROWS"]) == 1000
+    export = [
+        "outcomes", "export", "--out", "/tmp/outcomes.csv", "--mapping", "outcomes", "--min-rows", "1000"
+    ]  # fmt: skip
+    # enough trainable outcome rows: retrain on the export with the outcomes mapping
+    code, calls, _ = run_retrain_round(tmp_path, script, 0)
+    assert code == 0
+    assert calls == [
+        export,
+        ["retrain", "--data", "/tmp/outcomes.csv", "--mapping", "outcomes", "--registry", "/models"],
+    ]
+    # too few (exit 3): the seed data of training-data.yaml, with its mapping
+    code, calls, output = run_retrain_round(tmp_path, script, 3)
+    assert code == 0
+    assert calls[-1] == [
+        "retrain", "--data", f"/data/{training['TRAINING_DATA_FILE']}", "--mapping",
+        training["TRAINING_DATA_MAPPING"], "--registry", "/models",
+    ]  # fmt: skip
+    assert "fewer than 1000 trainable outcome rows" in output
+    # the export failed (broker unreachable, exit 2): no retrain, the Job fails
+    code, calls, output = run_retrain_round(tmp_path, script, 2)
+    assert code == 2 and calls == [export]
+    assert "the outcomes export failed (exit 2)" in output
 
 
 def test_topic_job_creates_the_configured_topics() -> None:
@@ -269,7 +350,16 @@ def test_topic_job_creates_the_configured_topics() -> None:
     assert container["image"].startswith("apache/kafka:")
     script = container["args"][0]
     assert "--create --if-not-exists" in script
-    for variable in ("INPUT_TOPIC", "OUTPUT_TOPIC", "DLQ_TOPIC", "TOPIC_PARTITIONS", "TOPIC_REPLICATION"):
+    for variable in (
+        "INPUT_TOPIC",
+        "OUTPUT_TOPIC",
+        "DLQ_TOPIC",
+        "OUTCOMES_TOPIC",
+        "LABELLED_TOPIC",
+        "SHADOW_OUTPUT_TOPIC",
+        "TOPIC_PARTITIONS",
+        "TOPIC_REPLICATION",
+    ):
         assert f'"${variable}"' in script and variable in settings(), variable
     assert "--command-config" in script and "sasl.jaas.config" in script
 
@@ -501,12 +591,23 @@ def test_topic_job_creates_every_topic_the_workers_use_with_the_truststore(tmp_p
         if call[0] == "kafka-topics.sh"
     }
     partitions = int(data["TOPIC_PARTITIONS"])
+    changelog = f"{data['SCORER_APP_ID']}-headline-join-changelog"  # faust: <app id>-<table>-changelog
     assert created == {
         data["INPUT_TOPIC"]: partitions,
         data["OUTPUT_TOPIC"]: partitions,
         data["DLQ_TOPIC"]: partitions,
+        data["OUTCOMES_TOPIC"]: partitions,  # keyed by id like the input: an id meets its outcomes
+        data["LABELLED_TOPIC"]: partitions,
+        data["SHADOW_OUTPUT_TOPIC"]: partitions,
+        changelog: partitions,
         faust_leader_topic(data["SCORER_APP_ID"]): 1,
     }
+    compacted = {
+        call[call.index("--topic") + 1]
+        for call in calls
+        if call[0] == "kafka-topics.sh" and "cleanup.policy=compact" in call
+    }
+    assert compacted == {data["LABELLED_TOPIC"], changelog}
     for call in calls:
         assert call[call.index("--bootstrap-server") + 1] == data["KAFKA_BOOTSTRAP_SERVERS"]
         if call[0] == "kafka-topics.sh":
@@ -550,23 +651,29 @@ def test_retrain_reads_what_the_init_container_seeds() -> None:
     spec = pod_specs()["CronJob/headline-scorer-retrain"]
     init = _seed_container()
     (retrain,) = spec["containers"]
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in spec["volumes"]
+        if "persistentVolumeClaim" in v
+    }
     data_claim = "headline-scorer-training-data"
-    init_mount = next(m for m in init["volumeMounts"] if claims[m["name"]] == data_claim)
-    retrain_mount = next(m for m in retrain["volumeMounts"] if claims[m["name"]] == data_claim)
+    init_mount = next(m for m in init["volumeMounts"] if claims.get(m["name"]) == data_claim)
+    retrain_mount = next(m for m in retrain["volumeMounts"] if claims.get(m["name"]) == data_claim)
     assert not init_mount.get("readOnly", False) and retrain_mount["readOnly"] is True
     assert init_mount["mountPath"] == retrain_mount["mountPath"] == init["args"][1]
-    args = retrain["args"]
-    assert args[args.index("--data") + 1] == f"{retrain_mount['mountPath']}/$(TRAINING_DATA_FILE)"
-    assert args[args.index("--mapping") + 1] == "$(TRAINING_DATA_MAPPING)"
+    (script,) = retrain["args"]
+    assert f'data="{retrain_mount["mountPath"]}/${{TRAINING_DATA_FILE}}"' in script
+    assert 'mapping="${TRAINING_DATA_MAPPING}"' in script
     training = named("ConfigMap", "headline-scorer-training-data")
     assert {
         "TRAINING_DATA_URL",
         "TRAINING_DATA_SOURCE_DIR",
         "TRAINING_DATA_FILE",
         "TRAINING_DATA_MAPPING",
+        "OUTCOMES_MAPPING",
+        "OUTCOMES_MIN_ROWS",
     } == set(training["data"])
-    for container in (init, retrain):  # $(VAR) in args expands from the container's own environment
+    for container in (init, retrain):  # the scripts read the variables from the container's environment
         assert {"configMapRef": {"name": "headline-scorer-training-data"}} in container["envFrom"]
     assert {"secretRef": {"name": "headline-scorer-training-data-source", "optional": True}} in init[
         "envFrom"

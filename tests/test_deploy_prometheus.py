@@ -90,6 +90,35 @@ def test_rule_unit_tests_pass(promtool: str) -> None:
             "HeadlineScorerNotReady",
         ),
         ("for: 3m", "for: 10m", "HeadlineScorerNotReady"),
+        (
+            'weighted{role="current"} < 0.55',
+            'weighted{role="current"} < 0.45',
+            "HeadlineScorerLivePairwiseAccuracyLow",
+        ),
+        (
+            'metric="pairwise_accuracy"}) - 0.05)',
+            'metric="pairwise_accuracy"}) - 0.1)',
+            "HeadlineScorerLivePairwiseAccuracyBelowReference",
+        ),
+        (
+            ">= 500\n        for: 30m\n        labels:\n          severity: warning",
+            ">= 900\n        for: 30m\n        labels:\n          severity: warning",
+            "HeadlineScorerLivePairwiseAccuracyBelowReference",
+        ),
+        (
+            'metric="ctr_mae_normalized"}) + 0.05)',
+            'metric="ctr_mae_normalized"}) + 0.1)',
+            "HeadlineScorerLiveCtrErrorHigh",
+        ),
+        ('role="current"} >= 0) < 0.1', 'role="current"} >= 0) < 0.05', "HeadlineScorerLabelCoverageLow"),
+        ("for: 2h", "for: 3h", "HeadlineScorerLabelCoverageLow"),
+        ("          > 0.1\n", "          > 0.3\n", "HeadlineScorerOutcomesUnmatched"),
+        ("[1h])) >= 100", "[1h])) >= 1000", "HeadlineScorerOutcomesUnmatched"),
+        (
+            'shadow_errors_total{job="headline-scorer"}[15m])) > 0',
+            'shadow_errors_total{job="headline-scorer"}[15m])) > 1',
+            "HeadlineScorerShadowErrors",
+        ),
     ],
 )
 def test_rule_unit_tests_catch_a_wrong_rule(
@@ -144,6 +173,18 @@ def test_the_required_alerts_exist() -> None:
     not_ready = by_name["HeadlineScorerNotReady"]
     assert "headline_scorer_ready" in not_ready["expr"] and not_ready["expr"].endswith("== 0")
     assert not_ready["for"] == "3m"
+    # live quality: only the serving version, pooled over workers, with enough evidence
+    low = by_name["HeadlineScorerLivePairwiseAccuracyLow"]
+    assert (
+        'role="current"' in low["expr"]
+        and ">= 500" in low["expr"]
+        and low["labels"]["severity"] == "critical"
+    )
+    for name in ("HeadlineScorerLivePairwiseAccuracyBelowReference", "HeadlineScorerLiveCtrErrorHigh"):
+        assert "headline_scorer_model_reference" in by_name[name]["expr"], name
+    assert "headline_scorer_label_coverage" in by_name["HeadlineScorerLabelCoverageLow"]["expr"]
+    assert 'side="outcome"' in by_name["HeadlineScorerOutcomesUnmatched"]["expr"]
+    assert "headline_scorer_shadow_errors_total" in by_name["HeadlineScorerShadowErrors"]["expr"]
 
 
 def test_rules_read_only_contract_metrics() -> None:

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from artifact.runtime import ScoreBatch
 from stream.dlq import HEADER_REASON, OUTCOME_DEAD_LETTER_REASONS
 from stream.events import HeadlineEvent
-from stream.join import DictStore, Entry, Join, JoinMetrics, changelog_topic_name
+from stream.join import Join, JoinMetrics, changelog_topic_name
+from stream.join_state import DictStore, Entry
 from stream.quality import Labelled, Role
 from stream.scoring import InRecord, ScoredBatch
 from stream.sink import OutRecord

@@ -34,7 +34,7 @@ def test_builtins_resolve_by_name() -> None:
     assert resolve_mapping("seed") is SEED
     assert resolve_mapping("upworthy") is UPWORTHY
     assert resolve_mapping(None) is SEED
-    assert set(BUILTIN) == {"seed", "upworthy"}
+    assert set(BUILTIN) == {"seed", "upworthy", "outcomes", "outcomes-ungrouped"}
 
 
 def test_seed_mapping_matches_the_seed_layout() -> None:
@@ -153,11 +153,14 @@ def test_unparsable_files(tmp_path: Path, name: str, text: str | bytes) -> None:
 
 @pytest.mark.parametrize("spec", ["bogus", "Seed", "no/such/mapping.json"])
 def test_unknown_name_or_missing_file(spec: str) -> None:
-    rejects(spec, "expected one of ['seed', 'upworthy'] or a JSON/TOML mapping file")
+    rejects(
+        spec,
+        "expected one of ['outcomes', 'outcomes-ungrouped', 'seed', 'upworthy'] or a JSON/TOML mapping file",
+    )
 
 
 def test_a_directory_is_not_a_mapping_file(tmp_path: Path) -> None:
-    rejects(tmp_path, "expected one of ['seed', 'upworthy']")
+    rejects(tmp_path, "expected one of ['outcomes', 'outcomes-ungrouped', 'seed', 'upworthy']")
 
 
 # --- a custom mapping drives load_dataset ---------------------------------------------------------

@@ -228,3 +228,35 @@ def test_sigterm_commits_so_a_restarted_worker_does_not_rescore(
         worker.stop()
         if restarted is not None:
             restarted.stop()
+
+
+def test_sigterm_while_waiting_for_a_first_model_stops_at_once_and_loses_nothing(
+    kafka_bootstrap: str, registry: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    root, _, _ = registry
+    empty = tmp_path / "empty-registry"
+    empty.mkdir()
+    topics = Topics.unique()
+    app_id = f"t-{uuid.uuid4().hex[:6]}"
+    waiting = _worker(kafka_bootstrap, empty, topics, tmp_path, app_id, 0).start()
+    restarted: WorkerProcess | None = None
+    try:
+        asyncio.run(produce(kafka_bootstrap, topics.input, _valid(50, "w")))
+        deadline = time.monotonic() + 60
+        while "records wait for a first model" not in waiting.log():
+            assert time.monotonic() < deadline, waiting.log()[-3000:]
+            assert waiting.proc is not None and waiting.proc.poll() is None, waiting.log()[-3000:]
+            time.sleep(0.2)
+        started = time.monotonic()
+        assert waiting.stop(signal.SIGTERM, timeout=30) == 0
+        assert time.monotonic() - started < 20  # it does not wait for a model that never comes
+        assert "Traceback" not in waiting.log()
+        # the batch was dropped unacked: a worker with a model scores all 50 events
+        restarted = _worker(kafka_bootstrap, root, topics, tmp_path, app_id, 1).start()
+        restarted.wait_ready()
+        out = asyncio.run(consume_until(kafka_bootstrap, [topics.output], 50, distinct=True))
+        assert {json.loads(v)["id"] for _, _, v, _ in out if v} == {f"w-{i}" for i in range(50)}
+    finally:
+        waiting.stop()
+        if restarted is not None:
+            restarted.stop()

@@ -24,9 +24,25 @@ from tests.stream_harness import Topics, WorkerProcess, consume_until, event, pr
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
 
+def topic_env(app_id: str) -> dict[str, str]:
+    """Unique outcomes, labelled and shadow topics for the worker of ``app_id``."""
+    return {
+        "OUTCOMES_TOPIC": f"{app_id}-outcomes",
+        "LABELLED_TOPIC": f"{app_id}-labelled",
+        "SHADOW_OUTPUT_TOPIC": f"{app_id}-shadow",
+    }
+
+
 def job_topics(topics: Topics, app_id: str) -> set[str]:
     """What deploy/k8s/base/topics-job.yaml creates (tests/test_deploy_k8s.py checks the script)."""
-    return {topics.input, topics.output, topics.dlq, leader_topic(app_id)}
+    return {
+        topics.input,
+        topics.output,
+        topics.dlq,
+        *topic_env(app_id).values(),
+        f"{app_id}-headline-join-changelog",
+        leader_topic(app_id),
+    }
 
 
 def broker_topics(client_kwargs: dict[str, Any]) -> set[str]:
@@ -45,6 +61,7 @@ def broker_topics(client_kwargs: dict[str, Any]) -> set[str]:
 
 def start_worker(bootstrap: str, tmp_path: Path, topics: Topics, app_id: str, **env: str) -> WorkerProcess:
     root, _, _ = template_registry()
+    env = {**topic_env(app_id), **env}
     return WorkerProcess(bootstrap, root, topics, app_id, tmp_path / "worker.log", extra_env=env).start()
 
 

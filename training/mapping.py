@@ -4,7 +4,9 @@ A mapping names the title column and, optionally, the id, category, group
 (A/B test id) and target columns. The target can come from an already
 normalized column, a raw CTR column, or clicks + impressions. Built-in
 mappings cover the seed format and the Upworthy archive; a custom mapping is
-read from a small JSON or TOML file with the same keys.
+read from a small JSON or TOML file with the same keys. ``outcomes`` (and
+``outcomes-ungrouped``, which ignores the A/B group) reads the CSV of
+``headline-scorer outcomes export``: the worker's joined production outcomes.
 """
 
 from __future__ import annotations
@@ -74,7 +76,40 @@ UPWORTHY = ColumnMapping(
     leaky=("impressions", "clicks", "significance", "winner", "first_place"),
 )
 
-BUILTIN: dict[str, ColumnMapping] = {"seed": SEED, "upworthy": UPWORTHY}
+# What the scorer learned after publication: `headline-scorer outcomes export` (stream/labelled.py)
+# writes these columns. The model version and its scores are the served model's, not inputs.
+_OUTCOMES_LEAKY = (
+    "impressions",
+    "clicks",
+    "model_version",
+    "score_ctr",
+    "score_ctr_normalized",
+    "score_quality_prob",
+    "scored_at",
+    "outcome_at",
+)
+
+OUTCOMES = ColumnMapping(
+    name="outcomes",
+    id="id",
+    title="title",
+    category="category",
+    group="group",
+    clicks="clicks",
+    impressions="impressions",
+    leaky=_OUTCOMES_LEAKY,
+)
+
+# The same export for headlines that are not A/B-tested: with a group column, rows without a group
+# are dropped; without it every row trains (quality label: CTR above the median).
+OUTCOMES_UNGROUPED = OUTCOMES.model_copy(update={"name": "outcomes-ungrouped", "group": None})
+
+BUILTIN: dict[str, ColumnMapping] = {
+    "seed": SEED,
+    "upworthy": UPWORTHY,
+    "outcomes": OUTCOMES,
+    "outcomes-ungrouped": OUTCOMES_UNGROUPED,
+}
 
 
 def resolve_mapping(spec: str | Path | None) -> ColumnMapping:

@@ -33,6 +33,31 @@ RATE = "[$__rate_interval]"
 DRIFT_WARNING = 0.2
 DRIFT_CRITICAL = 0.3
 DEAD_LETTER_SHARE_ALERT = 0.01
+PAIRWISE_ACCURACY_FLOOR = 0.55  # HeadlineScorerLivePairwiseAccuracyLow
+LABEL_COVERAGE_ALERT = 0.1  # HeadlineScorerLabelCoverageLow
+# one (model version, role) series per worker: joined on these labels
+VERSION_MATCH = "on (job, instance, model_version, role)"
+
+
+def _selector(**labels: str) -> str:
+    """The dashboard selector plus exact-match labels."""
+    extra = "".join(f', {name}="{value}"' for name, value in labels.items())
+    return SELECTOR[:-1] + extra + "}"
+
+
+def _weighted(metric: str, weight: str, **labels: str) -> str:
+    """``metric`` pooled over the selected workers, each weighted by ``weight`` (NaN and empty left out)."""
+    value = f"({metric}{_selector(**labels)} >= 0)"
+    positive = f"({weight}{SELECTOR} > 0)"
+    return (
+        f"sum by (model_version, role) ({value} * {VERSION_MATCH} {positive})"
+        f" / sum by (model_version, role) ({positive} and {VERSION_MATCH} {value})"
+    )
+
+
+def _reference(metric: str) -> tuple[str, str]:
+    expr = f"max by (model_version) (headline_scorer_model_reference{_selector(metric=metric)})"
+    return expr, "{{model_version}} validation"
 
 
 def _query(expr: str, legend: str, ref_id: str) -> prometheus.Dataquery:
@@ -252,6 +277,177 @@ def _drift_row() -> tuple[str, list[Any]]:
     ]
 
 
+def _quality_row() -> tuple[str, list[Any]]:
+    def per_version(metric: str) -> str:
+        return f"avg by (model_version, role) ({metric}{SELECTOR} >= 0)"
+
+    return "Live quality", [
+        _timeseries(
+            "Live CTR error per version",
+            "Mean absolute error of the predicted CTR against the realized CTR (clicks / impressions) of the "
+            "labelled headlines in the quality window, normalized (the model's target scale) and raw, pooled "
+            "over the workers by labelled headlines, and the version's validation error (normalized).",
+            "none",
+            [
+                (
+                    _weighted(
+                        "headline_scorer_live_ctr_mae", "headline_scorer_live_labelled_events", scale=scale
+                    ),
+                    f"{{{{model_version}}}} {{{{role}}}} {scale}",
+                )
+                for scale in ("normalized", "raw")
+            ]
+            + [_reference("ctr_mae_normalized")],
+        ).min(0),
+        _timeseries(
+            "Live pairwise accuracy per version",
+            "Share of A/B-test headline pairs (both with enough impressions) the version ranks in the order "
+            "of their realized CTR, pooled over the workers by pairs; the validation figure beside it. "
+            f"Alert below {PAIRWISE_ACCURACY_FLOOR} (critical) or 0.05 under validation.",
+            "percentunit",
+            [
+                (
+                    _weighted("headline_scorer_live_pairwise_accuracy", "headline_scorer_live_pairs"),
+                    "{{model_version}} {{role}}",
+                ),
+                _reference("pairwise_accuracy"),
+            ],
+        )
+        .thresholds(_thresholds((None, "red"), (PAIRWISE_ACCURACY_FLOOR, "green")))
+        .thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.LINE)
+        )
+        .min(0)
+        .max(1),
+        _timeseries(
+            "Live calibration per version",
+            "Expected calibration error of the quality probability against the realized quality label "
+            "(10 bins), with the realized positive share, the mean predicted probability and the validation "
+            "ECE.",
+            "none",
+            [
+                (per_version("headline_scorer_live_calibration_error"), "{{model_version}} {{role}} ECE"),
+                (
+                    per_version("headline_scorer_live_quality_positive_share"),
+                    "{{model_version}} {{role}} positive share",
+                ),
+                (
+                    per_version("headline_scorer_live_quality_mean_prob"),
+                    "{{model_version}} {{role}} mean probability",
+                ),
+                _reference("calibration_error"),
+            ],
+        ).min(0),
+        _timeseries(
+            "Labelled headlines and pairs in the window",
+            "Headlines with an outcome of enough impressions in the quality window, and the A/B pairs "
+            "among them.",
+            "short",
+            [
+                (
+                    f"sum by (model_version, role) (headline_scorer_live_labelled_events{SELECTOR})",
+                    "{{model_version}} {{role}} labelled",
+                ),
+                (
+                    f"sum by (model_version, role) (headline_scorer_live_pairs{SELECTOR})",
+                    "{{model_version}} {{role}} pairs",
+                ),
+            ],
+        ),
+        _timeseries(
+            "Label coverage",
+            "Share of the headlines each version scored within the quality window that have a label; "
+            f"alert below {LABEL_COVERAGE_ALERT:.0%} for 2 hours.",
+            "percentunit",
+            [(per_version("headline_scorer_label_coverage"), "{{model_version}} {{role}}")],
+        )
+        .thresholds(_thresholds((None, "red"), (LABEL_COVERAGE_ALERT, "green")))
+        .thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.LINE)
+        )
+        .min(0)
+        .max(1),
+        _timeseries(
+            "Label delay",
+            "From a headline's score to its outcome reaching the minimum impressions: p50, p95, p99.",
+            "s",
+            _quantiles("headline_scorer_label_delay_seconds"),
+        ),
+    ]
+
+
+def _join_row() -> tuple[str, list[Any]]:
+    return "Outcomes and join", [
+        _timeseries(
+            "Outcomes consumed and joined",
+            "Outcome events consumed per second, by what the join did with them (matched a score, pending "
+            "until it arrives, stale counts, late), and scores that found a waiting outcome.",
+            "ops",
+            [
+                (f"sum(rate(headline_scorer_outcomes_consumed_total{SELECTOR}{RATE}))", "consumed"),
+                (
+                    f"sum by (result) (rate(headline_scorer_join_outcomes_total{SELECTOR}{RATE}))",
+                    "outcome {{result}}",
+                ),
+                (f"sum(rate(headline_scorer_join_scores_matched_total{SELECTOR}{RATE}))", "score matched"),
+            ],
+        ),
+        _timeseries(
+            "Join expiries (unmatched)",
+            "Join entries expired per 5 minutes without their other half: scores that never got an outcome, "
+            "outcomes that never met a score.",
+            "short",
+            [(f"sum by (side) (increase(headline_scorer_join_expired_total{SELECTOR}[5m]))", "{{side}}")],
+        ),
+        _timeseries(
+            "Outcomes dead-lettered by reason",
+            "Outcome events sent to the dead-letter topic per second, by reason (counts_decreased: "
+            "cumulative counts lower than the stored ones).",
+            "ops",
+            [
+                (
+                    f"sum by (reason) (rate(headline_scorer_outcomes_dead_lettered_total{SELECTOR}{RATE}))",
+                    "{{reason}}",
+                )
+            ],
+        ),
+        _stat(
+            "Join entries", "Headline ids held in the join table (scores and waiting outcomes).", "short"
+        ).with_target(_query(f"sum(headline_scorer_join_entries{SELECTOR})", "entries", "A")),
+    ]
+
+
+def _shadow_row() -> tuple[str, list[Any]]:
+    return "Shadow", [
+        _timeseries(
+            "Shadow agreement",
+            "The shadow version against the serving one over the drift window: share of equal quality "
+            "labels, and mean absolute difference of the normalized CTR.",
+            "none",
+            [
+                (
+                    f"avg by (model_version, measure) (headline_scorer_shadow_agreement{SELECTOR} >= 0)",
+                    "{{model_version}} {{measure}}",
+                )
+            ],
+        ).min(0),
+        _timeseries(
+            "Shadow scoring",
+            "Events scored by the shadow version and its failures per second (failures never cost a main "
+            "score); the shadow version on the workers.",
+            "ops",
+            [
+                (f"sum(rate(headline_scorer_shadow_events_scored_total{SELECTOR}{RATE}))", "scored"),
+                (f"sum(rate(headline_scorer_shadow_errors_total{SELECTOR}{RATE}))", "errors"),
+                (
+                    f"count by (version) (headline_scorer_shadow_model_info{SELECTOR} == 1)",
+                    "workers on {{version}}",
+                ),
+            ],
+        ),
+    ]
+
+
 def _variables() -> list[dash.QueryVariable]:
     job = (
         dash.QueryVariable("job")
@@ -280,7 +476,10 @@ def build_dashboard() -> dict[str, Any]:
     builder = (
         dash.Dashboard("headline-scorer")
         .uid(DASHBOARD_UID)
-        .description("Real-time headline scoring: throughput, dead letters, latency, lag, model, drift.")
+        .description(
+            "Real-time headline scoring: throughput, dead letters, latency, lag, model, drift, "
+            "live quality from outcomes, the join and shadow scoring."
+        )
         .tags(["headline-scorer", "kafka"])
         .refresh("30s")
         .time("now-1h", "now")
@@ -289,7 +488,16 @@ def build_dashboard() -> dict[str, Any]:
         .variables(_variables())  # type: ignore[arg-type]
     )
     panel_id = 0
-    for title, panels in (_throughput_row(), _latency_row(), _model_row(), _drift_row()):
+    rows = (
+        _throughput_row(),
+        _latency_row(),
+        _model_row(),
+        _drift_row(),
+        _quality_row(),
+        _join_row(),
+        _shadow_row(),
+    )
+    for title, panels in rows:
         panel_id += 1
         builder = builder.with_row(dash.Row(title).id(panel_id))
         for panel in panels:
