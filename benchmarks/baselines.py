@@ -93,6 +93,15 @@ class _AgentPathHooks:
     def committed(self, offsets: Any) -> None:
         return None
 
+    def abandonable(self) -> bool:
+        return False
+
+    def rebalance_started(self) -> None:
+        return None
+
+    async def table_recovered(self, partitions: frozenset[int]) -> None:
+        return None
+
 
 class InlineExecutor(Executor):
     """Runs the submitted call at once on the caller's thread (here: the event loop)."""

@@ -130,6 +130,7 @@ class ScorerWorker:
         self._stopping: asyncio.Task[None] | None = None
         self._waiting_for_model = False
         self._told_no_model = False
+        self._polled = False
         self.ledger.on_failure = self._outputs_lost
 
     @property
@@ -142,12 +143,15 @@ class ScorerWorker:
     async def poll_model(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._load_pool, self.holder.poll)
+        self._polled = True
         self.health.model_loaded = self.holder.model is not None
 
     async def _wait_for_model(self) -> Any:
         self._waiting_for_model = True
         try:
-            while self.holder.model is None:
+            # until a whole poll has returned: the current model is set before the shadow is loaded,
+            # and the first batches would go without shadow scores
+            while self.holder.model is None or not self._polled:
                 await self.poll_model()
                 if self.holder.model is None:
                     if not self._told_no_model:

@@ -384,3 +384,59 @@ def test_the_worker_sends_shadow_scores_to_the_shadow_topic_only(tmp_path: Path)
         assert len(sink.sent[settings.output_topic]) == 2 * len(TITLES)
     finally:
         worker.shutdown_pools()
+
+
+def test_the_first_batches_wait_until_the_shadow_has_loaded_too(tmp_path: Path) -> None:
+    """A worker started with a backlog scores its first batch with the shadow as well: the batch
+    waits for the whole first poll, not only for the current model (set before the shadow loads)."""
+    import asyncio
+    import threading
+    import time
+
+    from artifact.registry import CURRENT_FILE, SHADOW_FILE, atomic_write_text
+    from stream.app import build_app
+    from stream.settings import StreamSettings
+
+    for version in (CURRENT, SHADOW):
+        (tmp_path / version).mkdir()
+    atomic_write_text(tmp_path / CURRENT_FILE, CURRENT + "\n")
+    atomic_write_text(tmp_path / SHADOW_FILE, SHADOW + "\n")
+    shadow_may_load = threading.Event()
+
+    def loader(path: Path) -> ScoringModel:
+        if path.name == SHADOW:
+            assert shadow_may_load.wait(10)
+        return _model(FakeModel(path.name))
+
+    settings = StreamSettings.from_env(model_registry=tmp_path, join_enabled=False)
+    worker = build_app(settings, loader=loader)
+    sink = RecordingSink()
+    worker.sink = sink  # type: ignore[assignment]
+    messages = [
+        SimpleNamespace(
+            key=r.key, value=r.value, topic=r.topic, partition=r.partition, offset=r.offset, timestamp=1.0
+        )
+        for r in _records(_values())
+    ]
+
+    async def scenario() -> None:
+        first_poll = asyncio.ensure_future(worker.poll_model())  # the app's start-up task
+        deadline = time.monotonic() + 10
+        while worker.holder.model is None:  # the current version is in, the shadow still loading
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        batch = asyncio.ensure_future(worker.handle_batch(messages))
+        await asyncio.sleep(0.3)
+        assert not batch.done()  # it waits for the shadow
+        shadow_may_load.set()
+        await asyncio.wait_for(batch, 10)
+        await first_poll
+
+    try:
+        asyncio.run(scenario())
+        assert len(sink.sent[settings.output_topic]) == len(TITLES)
+        shadow = [json.loads(v or b"") for v in sink.sent[settings.shadow_output_topic]]
+        assert {s["model_version"] for s in shadow} == {SHADOW} and len(shadow) == len(TITLES)
+    finally:
+        shadow_may_load.set()
+        worker.shutdown_pools()
