@@ -250,7 +250,7 @@ def export_version(
         target_scaling=scaling,
         calibration=calibration,
         quality_threshold=trained.quality_threshold,
-        label_rule=rule.rule if rule.threshold is None else f"{rule.rule} (threshold {rule.threshold:.6g})",
+        label_rule=rule.rule if rule.threshold is None else f"{rule.rule} (threshold {rule.threshold!r})",
         validation_metrics=evaluation.model_dump(exclude={"mode", "notice", "warnings"}),
         parity=parity,
         drift=drift,

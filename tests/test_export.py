@@ -54,6 +54,13 @@ def test_export_writes_a_complete_verified_version() -> None:
     assert manifest.training_data.sha256 == sample_data().summary.sha256
     assert manifest.validation_metrics["quality_roc_auc"] is not None
     assert len(manifest.canaries) >= 8
+    # the label rule carries the trained threshold exactly (live quality labels rows with it)
+    from stream.quality_measures import parse_label_rule
+
+    trained = TrainedModel.from_checkpoint(sample_checkpoint())
+    rule = parse_label_rule(manifest.label_rule)
+    assert rule is not None and rule.rule == trained.label_rule.rule
+    assert rule.threshold == trained.label_rule.threshold
     # The ONNX file names its version and this manifest's hash.
     props = {p.key: p.value for p in onnx.load(str(version_dir / MODEL_FILE)).metadata_props}
     assert props[META_VERSION] == manifest.model_version
