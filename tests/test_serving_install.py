@@ -30,7 +30,7 @@ from artifact.registry import Registry
 from artifact.runtime import load_model
 from tests.stream_harness import Topics, WorkerProcess, consume_until, event, produce, template_registry
 
-pytestmark = [pytest.mark.slow, pytest.mark.kafka]
+pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.install]
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 IMAGE_VENV = "/opt/venv"
