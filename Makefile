@@ -35,13 +35,13 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 # The unit tier, for the edit-test loop: ruff and the tests without a broker, subprocess workers,
-# training runs or Prometheus, in two pytest-xdist processes (about 47 s on 2 cores; one process takes
-# about 70 s). `make test` stays the full gate, in one process (its broker tests are timing-sensitive).
+# training runs or Prometheus, in two pytest-xdist processes stealing work from each other (53-59 s on
+# an idle 2-core machine). `make test` stays the full gate, in one process (its broker tests are timing-sensitive).
 FAST_MARKERS := not slow and not kafka and not faults and not prometheus
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -n 2 -m "$(FAST_MARKERS)"
+	$(BIN)/pytest -q -n 2 --dist worksteal -m "$(FAST_MARKERS)"
 
 # Every Kafka and fault test against Apache Kafka 4.x instead of the embedded broker, plus the
 # 3-broker cluster faults (needs java 17+, and mvn with access to Maven Central on first use; the
