@@ -27,10 +27,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy artifact training export stream headline_scorer
 
-# Everything but the serving-install check (a fresh venv built with pip, 5-7 min), which runs in
-# test-kafka with the Apache Kafka tier; CI (.ci/run) runs both targets.
 unit: $(STAMP)
-	$(BIN)/pytest -m "not install"
+	$(BIN)/pytest
 
 test: lint typecheck unit
 
