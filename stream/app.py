@@ -253,8 +253,7 @@ class ScorerWorker:
         if self.join is None or self.join.quality is None:
             return
         self.join.set_model(model.version, "current", model.manifest)
-        # the shadow version's holder attribute (stream/shadow.py); absent without shadow scoring
-        shadow = getattr(self.holder, "shadow_model", None)
+        shadow = self.holder.shadow_model  # None without a shadow version (or with SHADOW_ENABLED=false)
         if shadow is None:
             self.join.set_model(None, "shadow")
         else:

@@ -63,6 +63,30 @@ class BatchResult:
     shadow_scores: list[OutRecord] = field(default_factory=list)
 
 
+def scored_batch(
+    version: str,
+    pairs: Sequence[tuple[InRecord, HeadlineEvent]],
+    scores: ScoreBatch,
+    event_times: list[float],
+    scored_at: float,
+) -> ScoredBatch:
+    """The score records of ``pairs`` (key = id) as ``version`` scored them, with the batch's columns."""
+    values = encode_scores(
+        [ev.id for _, ev in pairs],
+        scores.ctr,
+        scores.ctr_normalized,
+        scores.quality_prob,
+        scores.quality_label,
+        model_version=version,
+        event_times=event_times,
+        scored_at=scored_at,
+        partitions=[rec.partition for rec, _ in pairs],
+        offsets=[rec.offset for rec, _ in pairs],
+    )
+    records = [OutRecord(ev.id.encode(), value) for (_, ev), value in zip(pairs, values, strict=True)]
+    return ScoredBatch(records, list(pairs), scores, event_times, version, scored_at)
+
+
 class BatchScorer:
     def __init__(
         self,
@@ -145,20 +169,7 @@ class BatchScorer:
         if len(scores) != len(pairs) or not np.all(np.isfinite(scores.quality_prob)):
             raise HeadlineScorerError("model returned a wrong number of scores or non-finite values")
         event_times = [event_time_seconds(ev, rec.timestamp_ms, scored_at) for rec, ev in pairs]
-        values = encode_scores(
-            [ev.id for _, ev in pairs],
-            scores.ctr,
-            scores.ctr_normalized,
-            scores.quality_prob,
-            scores.quality_label,
-            model_version=model.version,
-            event_times=event_times,
-            scored_at=scored_at,
-            partitions=[rec.partition for rec, _ in pairs],
-            offsets=[rec.offset for rec, _ in pairs],
-        )
-        records = [OutRecord(ev.id.encode(), value) for (_, ev), value in zip(pairs, values, strict=True)]
-        return ScoredBatch(records, list(pairs), scores, event_times, model.version, scored_at)
+        return scored_batch(model.version, pairs, scores, event_times, scored_at)
 
     def _observe(
         self, model: ScoringModel, batches: Sequence[ScoredBatch], scored_at: float, inference_seconds: float

@@ -40,10 +40,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from artifact.errors import HeadlineScorerError
 from artifact.runtime import ScoringModel
-from stream.events import HeadlineEvent, encode_scores
+from stream.events import HeadlineEvent
 from stream.metrics import PREFIX
-from stream.scoring import BatchResult, InRecord, ScoredBatch
-from stream.sink import OutRecord
+from stream.scoring import BatchResult, InRecord, ScoredBatch, scored_batch
 
 logger = logging.getLogger(__name__)
 
@@ -257,21 +256,7 @@ class ShadowScorer:
             and np.all(np.isfinite(scores.ctr_normalized))
         ):
             raise ShadowError("the shadow model returned non-finite scores")
-        event_times = [main.event_times[i] for i in indices]
-        values = encode_scores(
-            [ev.id for _, ev in pairs],
-            scores.ctr,
-            scores.ctr_normalized,
-            scores.quality_prob,
-            scores.quality_label,
-            model_version=model.version,
-            event_times=event_times,
-            scored_at=scored_at,
-            partitions=[rec.partition for rec, _ in pairs],
-            offsets=[rec.offset for rec, _ in pairs],
-        )
-        records = [OutRecord(ev.id.encode(), value) for (_, ev), value in zip(pairs, values, strict=True)]
-        return ScoredBatch(records, pairs, scores, event_times, model.version, scored_at)
+        return scored_batch(model.version, pairs, scores, [main.event_times[i] for i in indices], scored_at)
 
     def _compare(self, main: ScoredBatch, indices: Sequence[int], shadow: ScoredBatch) -> None:
         versions = (main.model_version, shadow.model_version)
